@@ -1,0 +1,1 @@
+"""Data sources, audio decoding, splitting, manifests and dataset storage."""

@@ -1,0 +1,59 @@
+"""featurize: the model's feature extractor on whole clips (capped at audio.max_duration_s).
+
+python -m audioclf.stages.featurize audio.max_duration_s=10
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from audioclf.data.sources import LABEL
+from audioclf.data.store import fingerprint, load_splits, save_splits
+from audioclf.models import build_feature_extractor
+from audioclf.stages import run_stage
+
+KEEP = ("path", "duration_s", "speaker")
+
+
+def _featurize_batch(
+    batch: dict[str, list[Any]], extractor: Any, rate: int, max_samples: int
+) -> dict[str, list[Any]]:
+    arrays = [np.asarray(a, dtype=np.float32)[:max_samples] for a in batch["array"]]
+    features = extractor(arrays, sampling_rate=rate)
+    name = extractor.model_input_names[0]
+    return {name: [np.asarray(f, dtype=np.float32) for f in features[name]]}
+
+
+def featurize(cfg: DictConfig) -> None:
+    """Write paths.features: the model input column, ``label`` (ClassLabel) and a few keys."""
+    rate = int(cfg.audio.sampling_rate)
+    extractor = build_feature_extractor(cfg.model)
+    splits = load_splits(cfg.paths.resampled, "resample")
+    drop = [c for c in splits["train"].column_names if c not in (*KEEP, LABEL)]
+    out = splits.map(
+        _featurize_batch,
+        batched=True,
+        batch_size=32,
+        num_proc=cfg.audio.num_proc if cfg.audio.num_proc > 1 else None,
+        fn_kwargs={
+            "extractor": extractor,
+            "rate": rate,
+            "max_samples": int(cfg.audio.max_duration_s * rate),
+        },
+        remove_columns=drop,
+        desc="Featurizing",
+    ).rename_column(LABEL, "label")
+    source = {name: ds._fingerprint for name, ds in splits.items()}
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    save_splits(out, cfg.paths.features, key=fingerprint(source, model, cfg.audio.max_duration_s))
+
+
+def main() -> None:
+    run_stage(featurize)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""train: fine-tune ``model`` on the featurized data with Accelerate, tracked in MLflow.
+
+python -m audioclf.stages.train train.epochs=2
+accelerate launch -m audioclf.stages.train train.mixed_precision=bf16     # one GPU
+ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m audioclf.stages.train
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from accelerate import Accelerator
+from omegaconf import DictConfig
+
+from audioclf import tracking
+from audioclf.data.store import load_splits
+from audioclf.stages import run_stage
+from audioclf.training.checkpoints import TrainState
+from audioclf.training.loop import fit
+from audioclf.training.report import write_train_log
+
+
+def train(cfg: DictConfig) -> None:
+    """Write paths.model, paths.checkpoints, paths.run and paths.train_log."""
+    splits = load_splits(cfg.paths.features, "featurize")
+    manifest = json.loads(Path(cfg.paths.manifest).read_text())
+    client = tracking.configure(cfg.tracking)
+    params, long_values = tracking.flat_params(cfg)
+
+    def start_tracking(accelerator: Accelerator, state: TrainState) -> None:
+        tags = tracking.lineage_tags(manifest)
+        accelerator.init_trackers(
+            cfg.tracking.experiment_name,
+            config=params,
+            init_kwargs=tracking.tracker_kwargs(cfg, state.run_id, tags),
+        )
+        if accelerator.is_main_process:
+            run = accelerator.get_tracker("mlflow", unwrap=True)
+            state.run_id = run.info.run_id
+            tracking.write_run_file(Path(cfg.paths.run), run.info.run_id, run.info.experiment_id)
+            tracking.log_dataset(manifest)
+
+    state = fit(
+        cfg,
+        splits,
+        checkpoint_dir=Path(cfg.paths.checkpoints),
+        model_dir=Path(cfg.paths.model),
+        log_with="mlflow",
+        on_start=start_tracking,
+    )
+    if state.run_id is None:
+        return
+    write_train_log(state, Path(cfg.paths.train_log))
+    tracking.log_training_outputs(
+        client,
+        state.run_id,
+        cfg,
+        manifest=Path(cfg.paths.manifest),
+        train_log=Path(cfg.paths.train_log),
+        checkpoints=Path(cfg.paths.checkpoints),
+        long_values=long_values,
+        label_names=splits["train"].features["label"].names,
+    )
+
+
+def main() -> None:
+    run_stage(train)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""MLflow: where runs go, what params they carry, and the lineage tags that make them auditable.
+
+One MLflow run per pipeline run: ``train`` creates it (through Accelerate's MLflow tracker) and
+writes its id to ``paths.run``; ``evaluate`` reads that file and logs into the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from omegaconf import DictConfig, OmegaConf
+
+from audioclf.config import user_repo_root
+
+DATA_STAGES = ("download", "resample", "featurize")
+
+
+def tracking_uri(tracking: DictConfig | None = None) -> str:
+    """``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else the user repo's sqlite store.
+
+    The default is absolute and built from ``DVC_ROOT``, so queued DVC experiments (which run
+    in temporary copies of the repository) log into the user's store, not into the copy.
+    """
+    configured = tracking.get("tracking_uri") if tracking is not None else None
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    return uri or f"sqlite:///{user_repo_root() / 'mlflow.db'}"
+
+
+def artifact_location() -> str:
+    """Artifacts of new experiments go to ``<user repo>/mlartifacts``."""
+    return (user_repo_root() / "mlartifacts").as_uri()
+
+
+def configure(tracking: DictConfig | None = None) -> MlflowClient:
+    """Point MLflow at the store and return a client for it."""
+    uri = tracking_uri(tracking)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def flat_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, Any]]:
+    """The composed config flattened to dotted keys; values too long for a param go apart.
+
+    Returns ``(params, long_values)``: long values are logged as a JSON artifact instead.
+    """
+    params: dict[str, str] = {}
+    long_values: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+            return
+        key, text = prefix[:-1], json.dumps(node) if isinstance(node, list) else str(node)
+        if len(text) > MAX_PARAM_VAL_LENGTH:
+            long_values[key] = node
+        else:
+            params[key] = text
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return params, long_values
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_tags() -> dict[str, str]:
+    """Commit and dirty flag of the workspace (``dvc.lock``, rewritten during runs, excluded)."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"git.commit": "unknown"}
+    status = _git("status", "--porcelain", "--untracked-files=no") or ""
+    changed = [line[3:] for line in status.splitlines() if line[3:] != "dvc.lock"]
+    tags = {
+        "git.commit": commit,
+        "mlflow.source.git.commit": commit,
+        "git.dirty": str(bool(changed)).lower(),
+    }
+    if changed:
+        tags["git.dirty_files"] = ", ".join(changed)[:500]
+    return tags
+
+
+def dvc_lock_tags(
+    lock_file: Path = Path("dvc.lock"), stages: tuple[str, ...] = DATA_STAGES
+) -> dict[str, str]:
+    """The md5 of each data stage output recorded in ``dvc.lock``: which data made the model."""
+    if not lock_file.is_file():
+        return {}
+    lock = yaml.safe_load(lock_file.read_text()) or {}
+    tags = {}
+    for stage in stages:
+        for out in lock.get("stages", {}).get(stage, {}).get("outs", []):
+            tags[f"dvc.{stage}.{out['path']}"] = out.get("md5", "")
+    return tags
+
+
+def dvc_tags() -> dict[str, str]:
+    """The DVC experiment this run belongs to, when it runs under ``dvc exp run``."""
+    tags = {}
+    if name := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.experiment"] = name
+    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = baseline
+    return tags
+
+
+def lineage_tags(manifest: dict[str, Any] | None = None) -> dict[str, str]:
+    """Everything needed to find the code and the data that produced a run."""
+    tags = {**git_tags(), **dvc_tags(), **dvc_lock_tags()}
+    if manifest:
+        tags["data.digest"] = manifest["digest"]
+        tags["data.source"] = f"{manifest['source']}:{manifest['path']}"
+        tags["data.revision"] = str(manifest.get("revision"))
+    return tags
+
+
+def tracker_kwargs(cfg: DictConfig, run_id: str | None, tags: dict[str, str]) -> dict[str, Any]:
+    """``init_kwargs`` for Accelerate's MLflow tracker: new run, or resume ``run_id``."""
+    return {
+        "mlflow": {
+            "logging_dir": artifact_location(),
+            "run_id": run_id,
+            "run_name": None if run_id else os.environ.get("DVC_EXP_NAME"),
+            "tags": tags,
+        }
+    }
+
+
+def log_dataset(manifest: dict[str, Any], context: str = "train") -> None:
+    """Log the dataset as a run input: source, revision and the manifest digest."""
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = HuggingFaceDatasetSource(
+        path=manifest["path"],
+        config_name=manifest.get("config_name"),
+        split=manifest.get("split_name"),
+        revision=manifest.get("revision"),
+    )
+    name = "-".join(str(p) for p in (manifest["path"], manifest.get("config_name")) if p)
+    mlflow.log_input(
+        MetaDataset(source, name=name, digest=manifest["digest"][:32]), context=context
+    )
+
+
+def write_run_file(path: Path, run_id: str, experiment_id: str) -> None:
+    """The declared output that hands the run to ``evaluate`` (and to lineage audits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": tracking_uri()}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def read_run_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run the train stage first")
+    return json.loads(path.read_text())
+
+
+def log_training_outputs(
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    *,
+    manifest: Path,
+    train_log: Path,
+    checkpoints: Path,
+    long_values: dict[str, Any],
+    label_names: list[str],
+) -> None:
+    """Artifacts of a finished training: data manifest, label maps, curve, checkpoints, model."""
+    import tempfile
+
+    from audioclf.serving import log_pyfunc_model
+
+    client.log_artifact(run_id, str(manifest), "data")
+    client.log_artifact(run_id, str(train_log), "training")
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = Path(tmp) / "label_maps.json"
+        labels.write_text(json.dumps({"id2label": dict(enumerate(label_names))}, indent=2))
+        client.log_artifact(run_id, str(labels), "config")
+        if long_values:
+            extra = Path(tmp) / "long_params.json"
+            extra.write_text(json.dumps(long_values, indent=2))
+            client.log_artifact(run_id, str(extra), "config")
+    mode = cfg.tracking.log_checkpoints
+    if mode not in ("best", "all", "none"):
+        raise ValueError(f"tracking.log_checkpoints must be best|all|none, not {mode!r}")
+    names = {"best": ["best"], "all": ["best", "last"], "none": []}[mode]
+    for name in names:
+        if (checkpoints / name).is_dir():
+            client.log_artifacts(run_id, str(checkpoints / name), f"checkpoints/{name}")
+    log_pyfunc_model(run_id, Path(cfg.paths.model), cfg.tracking.registered_model_name)
+
+
+def metric(key: str, value: float, step: int = 0) -> Any:
+    """An MLflow metric entity stamped now (for ``log_batch``)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), step)

@@ -1,0 +1,77 @@
+"""Fixtures: an offline environment, tiny generated datasets, throwaway project directories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.datagen import (
+    FOLDER_DIR,
+    FOLDER_OVERRIDES,
+    HUB_DIR,
+    HUB_OVERRIDES,
+    Project,
+    folder_items,
+    hub_rows,
+    make_project,
+    write_audiofolder,
+    write_hub_repo,
+)
+
+# huggingface_hub and datasets read these once, when they are first imported, so they are set
+# here, before any test module imports them (the autouse fixture below sets them again for
+# subprocesses). The Hugging Face cache goes to a throwaway directory for the session.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+HF_HOME = tempfile.mkdtemp(prefix="audioclf-tests-hf-")
+os.environ["HF_HOME"] = HF_HOME
+os.environ["DVC_NO_ANALYTICS"] = "1"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(HF_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No network, and no datasets cache files written next to stage inputs or outputs."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", HF_HOME)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    import datasets
+
+    was_enabled = datasets.is_caching_enabled()
+    datasets.disable_caching()  # what run_stage does for the CLI stages
+    yield
+    if was_enabled:
+        datasets.enable_caching()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """An empty project (conf/ only), which is the current directory."""
+    proj = make_project(tmp_path / "project")
+    monkeypatch.chdir(proj.root)
+    return proj
+
+
+@pytest.fixture
+def hub_project(project: Project) -> Project:
+    """A project whose data.path is a tiny Hub-layout replica (4 classes x 6 speakers x 2)."""
+    write_hub_repo(project.root / HUB_DIR, hub_rows())
+    project.write_params(*HUB_OVERRIDES)
+    return project
+
+
+@pytest.fixture
+def folder_project(project: Project) -> Project:
+    """A project whose data is a tiny audiofolder (3 classes x 6 speakers, WAV/FLAC/OGG)."""
+    write_audiofolder(project.root / FOLDER_DIR, folder_items())
+    project.write_params(*FOLDER_OVERRIDES)
+    return project

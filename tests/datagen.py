@@ -1,0 +1,265 @@
+"""Tiny generated audio datasets and throwaway project directories for the tests.
+
+Everything is generated here, offline: short sine + noise clips at 8 kHz (a different pitch per
+class, so that content differs), written as a local replica of a Hub parquet dataset repo
+(MInDS-14 layout) or as an audiofolder (audio files + ``metadata.csv``). ``datasets`` and
+``audioclf`` are imported inside functions: conftest sets the offline environment first.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RATE = 8000
+HUB_CLASSES = ("abroad", "balance", "freeze", "pay_bill")
+HUB_SPEAKERS = tuple(f"speaker{i}" for i in range(6))
+HUB_DIR = "data/tiny_hub"
+HUB_PARQUET = "en-US/train-00000-of-00001.parquet"
+FOLDER_CLASSES = ("yes", "no", "stop")  # first-seen order; sorted it is no, stop, yes
+FOLDER_DIR = "data/tiny_folder"
+HUB_CARD = """---
+configs:
+- config_name: en-US
+  data_files:
+  - split: train
+    path: en-US/train-*
+---
+
+# Tiny generated stand-in for MInDS-14 (tests only)
+"""
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def tone(
+    freq: float, seconds: float, *, seed: int = 0, channels: int = 1, rate: int = RATE
+) -> np.ndarray:
+    """A sine at ``freq`` plus a little seeded noise, (frames,) or (frames, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    mono = 0.5 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
+    if channels == 1:
+        return mono.astype(np.float32)
+    # Channels differ (scaled copies), so a downmix is not the same as any one channel.
+    return np.stack([mono * (1.0 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def encode(samples: np.ndarray, fmt: str = "WAV", rate: int = RATE) -> bytes:
+    """Encode samples as a WAV/FLAC/OGG file's bytes."""
+    subtype = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS"}[fmt]
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def corrupt_bytes() -> bytes:
+    """Bytes that look like the start of a WAV file but are not decodable audio."""
+    return b"RIFF\x24\x00\x00\x00WAVEjunk" + bytes(range(256)) * 4
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (or of ``root`` itself), by relative path."""
+    root = Path(root)
+    if root.is_file():
+        return {root.name: sha256(root.read_bytes())}
+    return {
+        str(p.relative_to(root)): sha256(p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --------------------------------------------------------------------------- Hub replica
+
+
+def hub_rows(
+    classes: Sequence[str] = HUB_CLASSES,
+    speakers: Sequence[str] = HUB_SPEAKERS,
+    clips_per_pair: int = 2,
+) -> list[dict[str, Any]]:
+    """Rows in MInDS-14's schema: one clip per class x speaker x take, 0.3-0.5 s each."""
+    rows = []
+    for c, name in enumerate(classes):
+        for s, speaker in enumerate(speakers):
+            for take in range(clips_per_pair):
+                seconds = 0.3 + 0.1 * ((s + take) % 3)
+                seed = 1000 * c + 10 * s + take
+                path = f"en-US/{speaker}/{name}_{take}.wav"
+                rows.append(
+                    {
+                        "path": path,
+                        "audio": {
+                            "bytes": encode(tone(220.0 * (c + 1), seconds, seed=seed)),
+                            "path": path,
+                        },
+                        "transcription": f"{name} please",
+                        "english_transcription": f"{name} please",
+                        "intent_class": c,
+                        "lang_id": 0,
+                        "speaker": speaker,
+                    }
+                )
+    return rows
+
+
+def write_hub_repo(
+    root: Path,
+    rows: list[dict[str, Any]],
+    classes: Sequence[str] = HUB_CLASSES,
+    *,
+    force_labels: dict[int, int] | None = None,
+    drop_bytes: Sequence[int] = (),
+) -> Path:
+    """Write a Hub dataset repo replica: a card with ``configs`` and one parquet shard.
+
+    Two kinds of broken rows that ``datasets`` would refuse to write are patched into the
+    Arrow table afterwards: ``force_labels`` ({row: value}, e.g. out of range) and
+    ``drop_bytes`` (rows whose audio has a path but no bytes).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Audio, ClassLabel, Dataset, Features, Value
+
+    features = Features(
+        {
+            "path": Value("string"),
+            "audio": Audio(sampling_rate=RATE, decode=False),
+            "transcription": Value("string"),
+            "english_transcription": Value("string"),
+            "intent_class": ClassLabel(names=list(classes)),
+            "lang_id": ClassLabel(names=["en-US"]),
+            "speaker": Value("string"),
+        }
+    )
+    # Audio.encode_example wants torchcodec even for ready-made bytes: build the plain storage
+    # struct, then cast (Arrow only) to the real features.
+    storage = Features({**features, "audio": {"bytes": Value("binary"), "path": Value("string")}})
+    ds = Dataset.from_dict({key: [row[key] for row in rows] for key in features}, features=storage)
+    parquet = root / HUB_PARQUET
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    ds.cast(features).to_parquet(str(parquet))
+    if force_labels or drop_bytes:
+        table = pq.read_table(parquet)
+        labels = [(force_labels or {}).get(i, row["intent_class"]) for i, row in enumerate(rows)]
+        audio = [
+            {"bytes": None if i in drop_bytes else row["audio"]["bytes"], "path": row["path"]}
+            for i, row in enumerate(rows)
+        ]
+        for name, values in (("intent_class", labels), ("audio", audio)):
+            index = table.schema.get_field_index(name)
+            field_ = table.schema.field(index)
+            table = table.set_column(index, field_, pa.array(values, field_.type))
+        pq.write_table(table, parquet)
+    (root / "README.md").write_text(HUB_CARD, encoding="utf-8")
+    return root
+
+
+# --------------------------------------------------------------------------- audiofolder
+
+
+@dataclass
+class FolderItem:
+    file_name: str
+    label: str
+    speaker: str
+    data: bytes | None  # None: listed in metadata.csv but no file
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def folder_items(speakers: int = 6) -> list[FolderItem]:
+    """One clip per class x speaker, cycling WAV/FLAC/OGG; every third clip is stereo and
+    the first speaker's clips last 1.5 s (longer than a second)."""
+    formats = ("WAV", "FLAC", "OGG")
+    items = []
+    n = 0
+    for s in range(speakers):
+        for c, name in enumerate(FOLDER_CLASSES):
+            fmt = formats[n % 3]
+            seconds = 1.5 if s == 0 else 0.3 + 0.05 * (n % 4)
+            samples = tone(300.0 * (c + 1), seconds, seed=n, channels=2 if n % 3 == 0 else 1)
+            items.append(
+                FolderItem(
+                    file_name=f"clips/{name}_{s}.{fmt.lower()}",
+                    label=name,
+                    speaker=f"s{s}",
+                    data=encode(samples, fmt),
+                    extra={"note": f"take {n}"},
+                )
+            )
+            n += 1
+    return items
+
+
+def write_audiofolder(
+    root: Path, items: Sequence[FolderItem], *, label_column: str = "label"
+) -> Path:
+    """Write the audio files and ``metadata.csv`` (file_name, label, speaker, extras)."""
+    root.mkdir(parents=True, exist_ok=True)
+    extra = list(items[0].extra)
+    with (root / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file_name", label_column, "speaker", *extra])
+        for item in items:
+            writer.writerow(
+                [item.file_name, item.label, item.speaker, *(item.extra[k] for k in extra)]
+            )
+            if item.data is not None:
+                file = root / item.file_name
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_bytes(item.data)
+    return root
+
+
+# --------------------------------------------------------------------------- projects
+
+
+@dataclass
+class Project:
+    """A throwaway project directory (the current directory while a test runs).
+
+    It holds a copy of ``conf/`` and a ``params.yaml`` composed from it with overrides, the
+    way ``audioclf params`` / ``dvc exp run`` write it; paths in params are relative to it.
+    """
+
+    root: Path
+    overrides: list[str] = field(default_factory=list)
+
+    def write_params(self, *overrides: str) -> Path:
+        from audioclf.config import write_params
+
+        self.overrides = list(overrides)
+        return write_params(self.overrides, root=self.root)
+
+    def cfg(self, *overrides: str):
+        from audioclf.config import load_params
+
+        return load_params(list(overrides), root=self.root)
+
+    def hashes(self, *paths: str) -> dict[str, dict[str, str]]:
+        return {p: tree_hashes(self.root / p) for p in paths}
+
+
+def make_project(root: Path) -> Project:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO_ROOT / "conf", root / "conf")
+    return Project(root)
+
+
+HUB_OVERRIDES = (f"data.path={HUB_DIR}", f"data.tracked_path={HUB_DIR}", "audio.num_proc=1")
+FOLDER_OVERRIDES = ("data=audiofolder", f"data.path={FOLDER_DIR}", "audio.num_proc=1")
