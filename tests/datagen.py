@@ -263,3 +263,22 @@ def make_project(root: Path) -> Project:
 
 HUB_OVERRIDES = (f"data.path={HUB_DIR}", f"data.tracked_path={HUB_DIR}", "audio.num_proc=1")
 FOLDER_OVERRIDES = ("data=audiofolder", f"data.path={FOLDER_DIR}", "audio.num_proc=1")
+
+# A model and recipe small enough to train in seconds on the tiny generated data.
+TINY_TRAIN_OVERRIDES = (
+    "model.config.hidden_size=32",
+    "model.config.num_hidden_layers=1",
+    "model.config.num_attention_heads=2",
+    "model.config.intermediate_size=64",
+    "model.config.conv_dim=[16,16,16,16,16,16,16]",
+    "model.config.num_conv_pos_embeddings=16",
+    "model.config.num_conv_pos_embedding_groups=4",
+    "model.config.classifier_proj_size=16",
+    "train.epochs=3",
+    "train.batch_size=8",
+    "train.crop_s=0.4",
+    "train.log_every_n_steps=1",
+    "train.eval_every_n_epochs=1",
+    "train.checkpoint_every_n_epochs=1",
+    "train.learning_rate=3e-3",
+)

@@ -17,6 +17,53 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from transformers.utils import logging as hf_logging
+
+    from audioclf.predict import ModelError, load_classifier, predict_files
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise on a CLI's stderr
+    try:
+        classifier = load_classifier(args.model)
+    except ModelError as err:
+        print(f"audioclf predict: error: bad --model: {err}", file=sys.stderr)
+        return 2
+    predictions, errors = predict_files(
+        classifier, args.files, top_k=args.top_k, batch_size=args.batch_size
+    )
+    for error in errors:
+        print(f"audioclf predict: error: {error['file']}: {error['error']}", file=sys.stderr)
+    if args.json:
+        out = {"model": classifier.source, "predictions": predictions, "errors": errors}
+        print(json.dumps(out, indent=2))
+    elif predictions:
+        from audioclf.predict import format_table
+
+        print(format_table(predictions))
+    return 1 if errors else 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from audioclf.predict import HubError, ModelError, push_to_hub
+
+    try:
+        url = push_to_hub(args.model_dir, args.repo_id, private=args.private or None)
+    except (HubError, ModelError) as err:
+        print(f"audioclf push: error: {err}", file=sys.stderr)
+        return 1
+    print(f"pushed {args.model_dir} to {url}")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audioclf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -26,6 +73,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     params.add_argument("overrides", nargs="*", help="e.g. data=minds14 train.epochs=3")
     params.set_defaults(func=_params)
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify audio files (WAV/FLAC/OGG/MP3, any rate, mono or stereo)",
+        description="Classify audio files with the pipeline's model or an MLflow model. "
+        "Exit code 1 if any file failed (the others are still predicted), 2 for a bad --model.",
+    )
+    predict.add_argument(
+        "files", nargs="+", metavar="FILE", help="audio files or directories (searched recursively)"
+    )
+    predict.add_argument(
+        "--model",
+        default=None,
+        help="model directory (default: paths.model of ./params.yaml, i.e. models/final), "
+        "runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION",
+    )
+    predict.add_argument("--top-k", type=_positive, default=5, help="labels per file (default 5)")
+    predict.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=8,
+        help="clips per forward pass (default 8); batching never changes scores",
+    )
+    predict.add_argument("--json", action="store_true", help="JSON output for machines")
+    predict.set_defaults(func=_predict)
+
+    push = commands.add_parser(
+        "push", help="push a model directory (model + feature extractor) to the Hugging Face Hub"
+    )
+    push.add_argument("model_dir", metavar="MODEL_DIR", help="e.g. models/final")
+    push.add_argument("repo_id", metavar="REPO_ID", help="e.g. your-name/audioclf-intent")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.set_defaults(func=_push)
     return parser
 
 

@@ -1,11 +1,26 @@
 """The model as an MLflow pyfunc: audio in (bytes, base64 or an array with its rate), labels out.
 
-``mlflow models serve -m models:/NAME@ALIAS`` answers over HTTP with this class.
+The train stage logs ``models/final`` with :func:`log_pyfunc_model` and registers it
+(``tracking.registered_model_name``). Serve a registered version over HTTP with
+
+    mlflow models serve -m models:/audioclf-intent@ALIAS --env-manager local -p 5001
+
+``--env-manager local`` uses the current environment (where ``audioclf`` is installed): nothing
+is downloaded and no pip environment is built. Request rows (``dataframe_split``,
+``dataframe_records`` or ``inputs``) carry either
+
+- ``audio``: a WAV/FLAC/OGG/MP3 file as base64 text (JSON) or raw bytes (in Python), or
+- ``array`` (mono ``(frames,)`` or ``(frames, channels)`` float samples) and ``sampling_rate``.
+
+Params ``top_k`` (default 5) and ``batch_size`` (default 8). Each row of the answer has the best
+``label``, its ``score`` and ``top_k``, the list of ``{"label", "score"}``, best first.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +29,75 @@ import numpy as np
 import pandas as pd
 
 ARTIFACT = "model_dir"
+DEFAULT_TOP_K = 5
+DEFAULT_BATCH_SIZE = 8
+# What loading and running the model needs besides audioclf itself, pinned to what logged it.
+REQUIREMENTS = ("mlflow", "torch", "transformers", "numpy", "pandas", "soundfile", "soxr")
+
+
+def _bad_request(message: str) -> Exception:
+    """An error the scoring server answers with HTTP 400 and ``message``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _records(model_input: Any) -> list[dict[str, Any]]:
+    """The request as a list of row dicts, whatever shape MLflow parsed it into."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input.to_dict(orient="records")
+    if isinstance(model_input, bytes | bytearray | str):
+        return [{"audio": model_input}]
+    if isinstance(model_input, dict):
+        columns = {k: v for k, v in model_input.items() if k in ("audio", "array", "sampling_rate")}
+        # Columns ({"audio": [a, b]}) or one record ({"audio": a} / {"array": [...], ...}).
+        if "audio" in columns and isinstance(columns["audio"], list | tuple | np.ndarray):
+            return pd.DataFrame(columns).to_dict(orient="records")
+        if "sampling_rate" in columns and np.ndim(columns["sampling_rate"]) == 1:
+            return pd.DataFrame({k: list(v) for k, v in columns.items()}).to_dict("records")
+        return [columns]
+    if isinstance(model_input, list | tuple):
+        return [r if isinstance(r, dict) else {"audio": r} for r in model_input]
+    raise _bad_request(
+        f"unsupported input {type(model_input).__name__}: send rows with 'audio' (base64) "
+        "or 'array' + 'sampling_rate'"
+    )
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float):
+        return not np.isnan(value)
+    return True
+
+
+def _clip(row: dict[str, Any], n: int) -> tuple[np.ndarray, int]:
+    """One row as ``(samples, sampling_rate)``; errors name the row."""
+    from audioclf.data.audio import AudioError, decode
+
+    audio = row.get("audio")
+    if _present(audio):
+        if isinstance(audio, str):
+            try:
+                audio = base64.b64decode(audio, validate=True)
+            except (binascii.Error, ValueError) as err:
+                raise _bad_request(f"row {n}: 'audio' is not valid base64 ({err})") from err
+        if not isinstance(audio, bytes | bytearray):
+            raise _bad_request(f"row {n}: 'audio' must be bytes or base64 text")
+        try:
+            return decode(bytes(audio))
+        except AudioError as err:
+            raise _bad_request(f"row {n}: {err}") from err
+    array, rate = row.get("array"), row.get("sampling_rate")
+    if array is None or not _present(rate) or np.ndim(array) == 0:
+        raise _bad_request(f"row {n}: give 'audio' (base64 file) or 'array' and 'sampling_rate'")
+    try:
+        samples = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise _bad_request(f"row {n}: 'array' is not an array of numbers ({err})") from err
+    return samples, int(rate)
 
 
 class AudioClassifierModel(mlflow.pyfunc.PythonModel):
@@ -24,22 +108,17 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
 
         self.classifier = Classifier(Path(context.artifacts[ARTIFACT]))
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
-        from audioclf.data.audio import decode
+    def predict(self, context, model_input, params=None):  # no hints: MLflow would check them
+        from audioclf.data.audio import AudioError
 
-        top_k = int((params or {}).get("top_k", 5))
-        clips = []
-        for _, row in model_input.iterrows():
-            if "audio" in row and row["audio"] is not None:
-                data = row["audio"]
-                if isinstance(data, str):
-                    data = base64.b64decode(data)
-                clips.append(decode(bytes(data)))
-            else:
-                clips.append(
-                    (np.asarray(row["array"], dtype=np.float32), int(row["sampling_rate"]))
-                )
-        results = self.classifier.classify(clips, top_k=top_k)
+        params = params or {}
+        top_k = int(params.get("top_k") or DEFAULT_TOP_K)
+        batch_size = int(params.get("batch_size") or DEFAULT_BATCH_SIZE)
+        clips = [_clip(row, n) for n, row in enumerate(_records(model_input))]
+        try:
+            results = self.classifier.classify(clips, top_k=top_k, batch_size=batch_size)
+        except AudioError as err:
+            raise _bad_request(str(err).replace("clip ", "row ", 1)) from err
         return pd.DataFrame(
             {
                 "label": [r[0]["label"] for r in results],
@@ -49,13 +128,46 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
         )
 
 
-def log_pyfunc_model(run_id: str, model_dir: Path, registered_name: str | None) -> None:
-    """Log ``model_dir`` as a pyfunc model of ``run_id`` and register it under that name."""
+def signature() -> Any:
+    """No input schema (the pyfunc checks rows itself), only the inference params."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    return ModelSignature(
+        params=ParamSchema(
+            [
+                ParamSpec("top_k", "long", DEFAULT_TOP_K),
+                ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
+            ]
+        )
+    )
+
+
+def requirements() -> list[str]:
+    """Pinned versions of :data:`REQUIREMENTS` as installed (for non-local env managers)."""
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def log_pyfunc_model(run_id: str, model_dir: Path, registered_name: str | None) -> Any:
+    """Log ``model_dir`` as the pyfunc model ``model`` of ``run_id`` and register it.
+
+    ``runs:/RUN_ID/model`` then resolves to it (an MLflow 3 LoggedModel linked to the run), and
+    ``models:/NAME/VERSION`` when ``registered_name`` is set. The model unpickles
+    :class:`AudioClassifierModel` by reference: the serving environment needs ``audioclf``
+    installed (``--env-manager local``). Returns MLflow's ``ModelInfo``.
+    """
     with mlflow.start_run(run_id=run_id):
-        mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name="model",
             python_model=AudioClassifierModel(),
             artifacts={ARTIFACT: str(model_dir)},
+            signature=signature(),
             registered_model_name=registered_name or None,
-            pip_requirements=["audioclf"],
+            pip_requirements=requirements(),
         )

@@ -34,16 +34,21 @@ def tracking_uri(tracking: DictConfig | None = None) -> str:
     return uri or f"sqlite:///{user_repo_root() / 'mlflow.db'}"
 
 
-def artifact_location() -> str:
-    """Artifacts of new experiments go to ``<user repo>/mlartifacts``."""
+def artifact_location(tracking: DictConfig | None = None) -> str | None:
+    """With the default store, new experiments keep artifacts in ``<user repo>/mlartifacts``.
+
+    A configured store (``MLFLOW_TRACKING_URI``, a server) decides for itself: None.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI") or (tracking and tracking.get("tracking_uri")):
+        return None
     return (user_repo_root() / "mlartifacts").as_uri()
 
 
-def configure(tracking: DictConfig | None = None) -> MlflowClient:
-    """Point MLflow at the store and return a client for it."""
+def configure(tracking: DictConfig | None = None) -> str:
+    """Point MLflow at the store (touching nothing: a client would create a sqlite store)."""
     uri = tracking_uri(tracking)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    return uri
 
 
 def flat_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, Any]]:
@@ -132,7 +137,7 @@ def tracker_kwargs(cfg: DictConfig, run_id: str | None, tags: dict[str, str]) ->
     """``init_kwargs`` for Accelerate's MLflow tracker: new run, or resume ``run_id``."""
     return {
         "mlflow": {
-            "logging_dir": artifact_location(),
+            "logging_dir": artifact_location(cfg.tracking),
             "run_id": run_id,
             "run_name": None if run_id else os.environ.get("DVC_EXP_NAME"),
             "tags": tags,
@@ -171,7 +176,6 @@ def read_run_file(path: Path) -> dict[str, str]:
 
 
 def log_training_outputs(
-    client: MlflowClient,
     run_id: str,
     cfg: DictConfig,
     *,
@@ -186,6 +190,7 @@ def log_training_outputs(
 
     from audioclf.serving import log_pyfunc_model
 
+    client = MlflowClient()
     client.log_artifact(run_id, str(manifest), "data")
     client.log_artifact(run_id, str(train_log), "training")
     with tempfile.TemporaryDirectory() as tmp:

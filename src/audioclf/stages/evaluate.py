@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from accelerate import Accelerator
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -50,7 +51,8 @@ def evaluate(cfg: DictConfig) -> None:
     evaluation.write_confusion_png(Path(cfg.paths.confusion_png), matrix, names)
 
     run = tracking.read_run_file(Path(cfg.paths.run))
-    client = tracking.configure(cfg.tracking)
+    tracking.configure(cfg.tracking)
+    client = MlflowClient()
     client.log_batch(
         run["run_id"],
         metrics=[tracking.metric(f"test/{k}", v) for k, v in summary.items()],

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from accelerate import Accelerator
+import mlflow
+from accelerate import Accelerator, PartialState
 from omegaconf import DictConfig
 
 from audioclf import tracking
@@ -25,7 +26,7 @@ def train(cfg: DictConfig) -> None:
     """Write paths.model, paths.checkpoints, paths.run and paths.train_log."""
     splits = load_splits(cfg.paths.features, "featurize")
     manifest = json.loads(Path(cfg.paths.manifest).read_text())
-    client = tracking.configure(cfg.tracking)
+    tracking.configure(cfg.tracking)
     params, long_values = tracking.flat_params(cfg)
 
     def start_tracking(accelerator: Accelerator, state: TrainState) -> None:
@@ -40,6 +41,13 @@ def train(cfg: DictConfig) -> None:
             state.run_id = run.info.run_id
             tracking.write_run_file(Path(cfg.paths.run), run.info.run_id, run.info.experiment_id)
             tracking.log_dataset(manifest)
+            mlflow.set_tags(
+                {
+                    "accelerate.num_processes": accelerator.num_processes,
+                    "accelerate.mixed_precision": accelerator.mixed_precision,
+                    "accelerate.device": str(accelerator.device),
+                }
+            )
 
     state = fit(
         cfg,
@@ -49,11 +57,10 @@ def train(cfg: DictConfig) -> None:
         log_with="mlflow",
         on_start=start_tracking,
     )
-    if state.run_id is None:
+    if not PartialState().is_main_process:
         return
     write_train_log(state, Path(cfg.paths.train_log))
     tracking.log_training_outputs(
-        client,
         state.run_id,
         cfg,
         manifest=Path(cfg.paths.manifest),
