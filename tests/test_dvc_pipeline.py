@@ -1,4 +1,4 @@
-"""The data stages under real `dvc repro`, in a throwaway git + DVC repository."""
+"""The whole pipeline under real `dvc repro`, in a throwaway git + DVC repository."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tests.datagen import (
     HUB_DIR,
     HUB_OVERRIDES,
     REPO_ROOT,
+    TINY_TRAIN_OVERRIDES,
     Project,
     hub_rows,
     make_project,
@@ -24,6 +25,7 @@ from tests.datagen import (
 )
 
 DATA_STAGES = ("download", "resample", "featurize")
+STAGES = (*DATA_STAGES, "train", "evaluate")
 OUTPUTS = ("data/raw", "data/manifest.json", "data/resampled", "data/features")
 
 
@@ -67,41 +69,55 @@ def dvc_repo(tmp_path: Path) -> Project:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     write_hub_repo(repo / HUB_DIR, hub_rows(speakers=("s1", "s2", "s3", "s4", "s5")))
-    project.write_params(*HUB_OVERRIDES)
+    project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
     return project
 
 
 def ran(output: str) -> set[str]:
-    return {stage for stage in DATA_STAGES if f"Running stage '{stage}'" in output}
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
 
 
 def skipped(output: str) -> set[str]:
-    return {stage for stage in DATA_STAGES if f"Stage '{stage}' didn't change, skipping" in output}
+    return {stage for stage in STAGES if f"Stage '{stage}' didn't change, skipping" in output}
 
 
 @pytest.mark.slow
 def test_dvc_repro_runs_once_and_reruns_only_what_changed(dvc_repo: Project) -> None:
     repo = dvc_repo.root
-    first = dvc(repo, "repro", *DATA_STAGES)
-    assert ran(first) == set(DATA_STAGES), first
+    first = dvc(repo, "repro")
+    assert ran(first) == set(STAGES), first
     lock = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))
-    assert set(DATA_STAGES) <= set(lock["stages"])
+    assert set(STAGES) <= set(lock["stages"])
     assert lock["stages"]["featurize"]["params"]["params.yaml"]["audio.max_duration_s"] == 20.0
+    assert (repo / "models/final/model.safetensors").is_file()
+    assert (repo / "mlflow.db").is_file(), "default store is <repo>/mlflow.db"
+    metrics = dvc(repo, "metrics", "show", "--json")
+    assert '"accuracy"' in metrics and '"f1_macro"' in metrics
     outputs = {p: tree_hashes(repo / p) for p in OUTPUTS}
     assert all(outputs.values())
 
     # Nothing changed: nothing runs, nothing is rewritten.
-    second = dvc(repo, "repro", *DATA_STAGES)
+    second = dvc(repo, "repro")
     assert ran(second) == set(), second
-    assert skipped(second) == set(DATA_STAGES), second
+    assert skipped(second) == set(STAGES), second
     assert {p: tree_hashes(repo / p) for p in OUTPUTS} == outputs
 
-    # A featurize parameter changed in params.yaml (as `audioclf params` / `dvc exp run -S`
-    # write it): only featurize runs again.
-    dvc_repo.write_params(*HUB_OVERRIDES, "audio.max_duration_s=0.35")
-    third = dvc(repo, "repro", *DATA_STAGES)
-    assert ran(third) == {"featurize"}, third
-    assert skipped(third) == {"download", "resample"}, third
+    # A train parameter changed: only train and evaluate run.
+    dvc_repo.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES, "train.learning_rate=0.002")
+    third = dvc(repo, "repro")
+    assert ran(third) == {"train", "evaluate"}, third
+    assert {p: tree_hashes(repo / p) for p in OUTPUTS} == outputs
+
+    # A featurize parameter changed: featurize and what follows run, the rest is kept.
+    dvc_repo.write_params(
+        *HUB_OVERRIDES,
+        *TINY_TRAIN_OVERRIDES,
+        "train.learning_rate=0.002",
+        "audio.max_duration_s=0.35",
+    )
+    fourth = dvc(repo, "repro")
+    assert ran(fourth) == {"featurize", "train", "evaluate"}, fourth
+    assert skipped(fourth) == {"download", "resample"}, fourth
     after = {p: tree_hashes(repo / p) for p in OUTPUTS}
     assert {p: h for p, h in after.items() if p != "data/features"} == {
         p: h for p, h in outputs.items() if p != "data/features"
