@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from tests.datagen import RATE, encode, tone
+from tests.datagen import encode, tone
 from tests.test_predict import LABELS, by_label, run_cli, save_tiny_model
 
 NAME = "audioclf-test"
@@ -100,7 +100,6 @@ def stop_server(store: Store) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator:
     """A sqlite store with one run whose model is registered as NAME, version 1, @ALIAS."""
-    import mlflow
     from mlflow.tracking import MlflowClient
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
@@ -163,11 +162,12 @@ def test_pyfunc_takes_bytes_base64_and_arrays(store: Store) -> None:
     )
     out = model.predict(frame, params={"top_k": 2})
     expected = Classifier(store.model_dir).classify([decode(data), (stereo, 16000)], top_k=2)
-    assert out["top_k"].tolist() == [expected[0], expected[0], expected[1]]
-    assert out["label"].tolist() == [e[0]["label"] for e in (expected[0], expected[0], expected[1])]
-    assert out["score"].tolist() == pytest.approx(
-        [expected[0][0]["score"]] * 2 + [expected[1][0]["score"]]
-    )
+    expected = [expected[0], expected[0], expected[1]]  # bytes, base64, array
+    assert out["label"].tolist() == [e[0]["label"] for e in expected]
+    for got, want in zip(out["top_k"], expected, strict=True):
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        assert by_label(got) == pytest.approx(by_label(want), abs=1e-5)
+    assert out["score"].tolist() == pytest.approx([e[0]["score"] for e in expected], abs=1e-5)
     # Every label by default is top_k=5 capped at the 3 labels.
     assert len(model.predict(pd.DataFrame({"audio": [data]}))["top_k"][0]) == len(LABELS)
     with pytest.raises(Exception, match="row 0: unreadable or corrupt audio"):

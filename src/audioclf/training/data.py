@@ -5,23 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import soxr
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 
 
 class CroppedClips(torch.utils.data.Dataset):
-    """Clips of a featurized split, randomly cropped to ``crop_samples`` when longer.
+    """Clips of a featurized split, randomly sped up or slowed down, then cropped.
 
-    The crop of item ``i`` in epoch ``e`` depends only on ``(seed, e, i)``, so a resumed run
-    sees exactly the crops an uninterrupted run would have seen.
+    ``speed_range=(lo, hi)`` plays each clip at a random speed in that range (resampling:
+    pitch and tempo move together, as with another voice); clips longer than
+    ``crop_samples`` are cropped at a random start. Both depend only on ``(seed, epoch, i)``,
+    so a resumed run sees exactly what an uninterrupted run would have seen.
     """
 
-    def __init__(self, split: Dataset, input_name: str, crop_samples: int | None, seed: int):
+    def __init__(
+        self,
+        split: Dataset,
+        input_name: str,
+        crop_samples: int | None,
+        seed: int,
+        speed_range: tuple[float, float] | None = None,
+    ):
         self.split = split.with_format("numpy", columns=[input_name, "label"])
         self.input_name = input_name
         self.crop_samples = crop_samples
         self.seed = seed
+        self.speed_range = tuple(speed_range) if speed_range else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -33,8 +44,11 @@ class CroppedClips(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.split[index]
         values = row[self.input_name]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        if self.speed_range:
+            speed = float(rng.uniform(*self.speed_range))
+            values = soxr.resample(values, speed, 1.0, quality="LQ").astype(np.float32)
         if self.crop_samples and values.shape[0] > self.crop_samples:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
             start = int(rng.integers(0, values.shape[0] - self.crop_samples + 1))
             values = values[start : start + self.crop_samples]
         return {self.input_name: values, "label": int(row["label"])}
@@ -66,9 +80,10 @@ def make_loader(
     crop_samples: int | None,
     seed: int,
     shuffle: bool,
+    speed_range: tuple[float, float] | None = None,
 ) -> DataLoader:
     """A DataLoader over a featurized split; shuffling is seeded per epoch by Accelerate."""
-    clips = CroppedClips(split, extractor.model_input_names[0], crop_samples, seed)
+    clips = CroppedClips(split, extractor.model_input_names[0], crop_samples, seed, speed_range)
     return DataLoader(
         clips,
         batch_size=batch_size,

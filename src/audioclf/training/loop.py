@@ -107,6 +107,7 @@ def fit(
         crop_samples=crop,
         seed=cfg.seed,
         shuffle=True,
+        speed_range=train.get("speed_perturb"),
     )
     test_loader = make_loader(
         splits["test"],
