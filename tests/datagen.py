@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,3 +285,65 @@ TINY_TRAIN_OVERRIDES = (
     "train.checkpoint_every_n_epochs=1",
     "train.learning_rate=3e-3",
 )
+
+
+# --------------------------------------------------------------------------- git + DVC repos
+
+
+def dvc(repo: Path, *args: str, check: bool = True, timeout: float = 300) -> str:
+    """Run the venv's dvc in ``repo``; stages' ``python`` is the venv's, importing repo/src."""
+    venv_bin = Path(sys.executable).parent  # the venv running the tests
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(repo / "src"),
+        "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache"),
+        "DVC_NO_ANALYTICS": "1",
+    }
+    dvc_exe = venv_bin / "dvc" if (venv_bin / "dvc").exists() else shutil.which("dvc")
+    result = subprocess.run(
+        [str(dvc_exe), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    if check:
+        assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{output}"
+    return output
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-c", "user.name=tests", "-c", "user.email=tests@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"git {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def make_dvc_repo(root: Path) -> Project:
+    """A git + DVC repository with this project's conf/, dvc.yaml, .dvc/config, .gitignore and
+    code, whose data is a tiny Hub replica (4 classes x 5 speakers x 2) and whose params are
+    the tiny training recipe. Nothing is committed."""
+    project = make_project(root)
+    repo = project.root
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    dvc(repo, "init", "-q")
+    shutil.copy2(REPO_ROOT / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copy2(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy2(REPO_ROOT / ".gitignore", repo / ".gitignore")
+    shutil.copytree(
+        REPO_ROOT / "src" / "audioclf",
+        repo / "src" / "audioclf",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    write_hub_repo(repo / HUB_DIR, hub_rows(speakers=("s1", "s2", "s3", "s4", "s5")))
+    project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
+    return project

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +9,12 @@ import yaml
 
 from audioclf.data.store import load_splits
 from tests.datagen import (
-    HUB_DIR,
     HUB_OVERRIDES,
-    REPO_ROOT,
     TINY_TRAIN_OVERRIDES,
     Project,
-    hub_rows,
-    make_project,
+    dvc,
+    make_dvc_repo,
     tree_hashes,
-    write_hub_repo,
 )
 
 DATA_STAGES = ("download", "resample", "featurize")
@@ -29,48 +22,10 @@ STAGES = (*DATA_STAGES, "train", "evaluate")
 OUTPUTS = ("data/raw", "data/manifest.json", "data/resampled", "data/features")
 
 
-def dvc(repo: Path, *args: str) -> str:
-    """Run the venv's dvc in ``repo``; stages' ``python`` is the venv's, importing repo/src."""
-    venv_bin = Path(sys.executable).parent  # the venv running the tests
-    env = {
-        **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(repo / "src"),
-        "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache"),
-        "DVC_NO_ANALYTICS": "1",
-    }
-    dvc_exe = venv_bin / "dvc" if (venv_bin / "dvc").exists() else shutil.which("dvc")
-    result = subprocess.run(
-        [str(dvc_exe), *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{output}"
-    return output
-
-
 @pytest.fixture
 def dvc_repo(tmp_path: Path) -> Project:
     """A git + DVC repository with this project's conf/, dvc.yaml, .dvc/config and code."""
-    project = make_project(tmp_path / "repo")
-    repo = project.root
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    dvc(repo, "init", "-q")
-    shutil.copy2(REPO_ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    shutil.copy2(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(
-        REPO_ROOT / "src" / "audioclf",
-        repo / "src" / "audioclf",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    write_hub_repo(repo / HUB_DIR, hub_rows(speakers=("s1", "s2", "s3", "s4", "s5")))
-    project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
-    return project
+    return make_dvc_repo(tmp_path / "repo")
 
 
 def ran(output: str) -> set[str]:

@@ -42,7 +42,8 @@ def build_model(model: DictConfig, label_names: Sequence[str]) -> PreTrainedMode
     from transformers import AutoConfig, AutoModelForAudioClassification
 
     id2label, label2id = label_maps(label_names)
-    overrides: dict[str, Any] = OmegaConf.to_container(model.get("config") or {}, resolve=True)
+    config = model.get("config")
+    overrides: dict[str, Any] = OmegaConf.to_container(config, resolve=True) if config else {}
     labels = {"num_labels": len(label_names), "id2label": id2label, "label2id": label2id}
     if model.get("name_or_path"):
         overrides.pop("model_type", None)

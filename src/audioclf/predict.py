@@ -18,10 +18,12 @@ e.g. wav2vec2-base with group norm: the normalisations then see the zeros). So:
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +263,21 @@ def load_classifier(source: str | Path | None = None, device: str = "cpu") -> Cl
     return _load_mlflow(text, device)
 
 
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow's download progress bar off (it is read from the environment), then restored."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
 def _load_mlflow(uri: str, device: str) -> Classifier:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -273,7 +290,7 @@ def _load_mlflow(uri: str, device: str) -> Classifier:
                 f"cannot resolve {uri}: MLflow store {store} not found (set MLFLOW_TRACKING_URI)"
             )
     # Passed explicitly: mlflow.set_tracking_uri would also change this process's environment.
-    with tempfile.TemporaryDirectory(prefix="audioclf-model-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="audioclf-model-") as tmp, _no_progress_bar():
         try:
             folder = Path(
                 mlflow.artifacts.download_artifacts(
@@ -391,8 +408,6 @@ def push_to_hub(
     Off unless called (``audioclf push``). Raises :class:`HubError` with one line when offline
     (``HF_HUB_OFFLINE=1``), without access, or on network errors; returns the repo URL.
     """
-    import os
-
     from huggingface_hub import constants
 
     offline = constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").lower() in (

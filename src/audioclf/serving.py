@@ -108,7 +108,8 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
 
         self.classifier = Classifier(Path(context.artifacts[ARTIFACT]))
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow would check them
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
+        # MLflow validates nothing for a DataFrame hint; dicts and lists are accepted too.
         from audioclf.data.audio import AudioError
 
         params = params or {}
@@ -148,7 +149,8 @@ def requirements() -> list[str]:
     pins = []
     for name in REQUIREMENTS:
         try:
-            pins.append(f"{name}=={metadata.version(name)}")
+            # Without a local version label (torch's "+cpu"): PyPI has no such build.
+            pins.append(f"{name}=={metadata.version(name).split('+')[0]}")
         except metadata.PackageNotFoundError:
             pins.append(name)
     return pins

@@ -6,6 +6,7 @@ writes its id to ``paths.run``; ``evaluate`` reads that file and logs into the s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,17 +22,22 @@ from omegaconf import DictConfig, OmegaConf
 from audioclf.config import user_repo_root
 
 DATA_STAGES = ("download", "resample", "featurize")
+SWEEP_TAG = "sweep"
+MODEL_DIGEST_TAG = "model.sha256"
+LOCK_ARTIFACT = "lineage/dvc.lock"
+CONFIG_ARTIFACT = "config/params.yaml"
 
 
-def tracking_uri(tracking: DictConfig | None = None) -> str:
+def tracking_uri(tracking: DictConfig | None = None, root: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else the user repo's sqlite store.
 
     The default is absolute and built from ``DVC_ROOT``, so queued DVC experiments (which run
     in temporary copies of the repository) log into the user's store, not into the copy.
+    ``root`` names the repository instead (for tools run outside a stage).
     """
     configured = tracking.get("tracking_uri") if tracking is not None else None
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
-    return uri or f"sqlite:///{user_repo_root() / 'mlflow.db'}"
+    return uri or f"sqlite:///{(root or user_repo_root()).resolve() / 'mlflow.db'}"
 
 
 def artifact_location(tracking: DictConfig | None = None) -> str | None:
@@ -113,19 +119,37 @@ def dvc_lock_tags(
     return tags
 
 
-def dvc_tags() -> dict[str, str]:
-    """The DVC experiment this run belongs to, when it runs under ``dvc exp run``."""
+def sweep_name(tracking: DictConfig | None = None) -> str | None:
+    """The sweep a run belongs to: the MLflow tag ``sweep`` that groups a sweep's runs.
+
+    ``tracking.sweep`` when set (``dvc exp run --queue -S tracking.sweep=NAME ...``), else,
+    under ``dvc exp run``, ``baseline-<commit>``: every experiment queued from one commit.
+    None for a plain ``dvc repro``.
+    """
+    if tracking is not None and tracking.get("sweep") is not None:
+        return str(tracking.get("sweep"))
+    if os.environ.get("DVC_EXP_NAME") and (baseline := os.environ.get("DVC_EXP_BASELINE_REV")):
+        return f"baseline-{baseline[:7]}"
+    return None
+
+
+def dvc_tags(tracking: DictConfig | None = None) -> dict[str, str]:
+    """The DVC experiment (and sweep) this run belongs to, under ``dvc exp run``."""
     tags = {}
     if name := os.environ.get("DVC_EXP_NAME"):
         tags["dvc.experiment"] = name
     if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.baseline_rev"] = baseline
+    if sweep := sweep_name(tracking):
+        tags[SWEEP_TAG] = sweep
     return tags
 
 
-def lineage_tags(manifest: dict[str, Any] | None = None) -> dict[str, str]:
+def lineage_tags(
+    manifest: dict[str, Any] | None = None, tracking: DictConfig | None = None
+) -> dict[str, str]:
     """Everything needed to find the code and the data that produced a run."""
-    tags = {**git_tags(), **dvc_tags(), **dvc_lock_tags()}
+    tags = {**git_tags(), **dvc_tags(tracking), **dvc_lock_tags()}
     if manifest:
         tags["data.digest"] = manifest["digest"]
         tags["data.source"] = f"{manifest['source']}:{manifest['path']}"
@@ -162,10 +186,22 @@ def log_dataset(manifest: dict[str, Any], context: str = "train") -> None:
     )
 
 
-def write_run_file(path: Path, run_id: str, experiment_id: str) -> None:
-    """The declared output that hands the run to ``evaluate`` (and to lineage audits)."""
+def write_run_file(
+    path: Path, run_id: str, experiment_id: str, tracking: DictConfig | None = None
+) -> None:
+    """The declared output that hands the run to ``evaluate`` (and to lineage audits).
+
+    Under ``dvc exp run`` it is committed with the experiment, so the experiment names its
+    MLflow run (and the run names the experiment in its tag ``dvc.experiment``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": tracking_uri()}
+    payload = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "tracking_uri": tracking_uri(tracking),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME"),
+        "sweep": sweep_name(tracking),
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
@@ -173,6 +209,39 @@ def read_run_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; run the train stage first")
     return json.loads(path.read_text())
+
+
+def model_digest(model_dir: Path) -> str:
+    """sha256 over a model directory's weight files (``*.safetensors``): the model's identity.
+
+    Logged as the run's tag ``model.sha256``, it maps any copy of the directory to its run.
+    """
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
+    h = hashlib.sha256()
+    for file in files:
+        h.update(f"{file.name}\0".encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def log_lineage(
+    run_id: str, lock_file: Path = Path("dvc.lock"), tag_stages: tuple[str, ...] = ()
+) -> None:
+    """Log the whole ``dvc.lock`` (every locked stage's deps, outs and params) with the run.
+
+    ``train`` logs it with the data stages locked (``dvc repro`` locks each stage as soon as it
+    ends); ``evaluate`` logs it again once ``train`` is locked too, tagging ``tag_stages``' outs.
+    """
+    if not lock_file.is_file():
+        return
+    client = MlflowClient()
+    client.log_artifact(run_id, str(lock_file), Path(LOCK_ARTIFACT).parent.as_posix())
+    for key, value in dvc_lock_tags(lock_file, tag_stages).items():
+        client.set_tag(run_id, key, value)
 
 
 def log_training_outputs(
@@ -193,6 +262,9 @@ def log_training_outputs(
     client = MlflowClient()
     client.log_artifact(run_id, str(manifest), "data")
     client.log_artifact(run_id, str(train_log), "training")
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
+    client.set_tag(run_id, MODEL_DIGEST_TAG, model_digest(Path(cfg.paths.model)))
+    log_lineage(run_id)
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / "label_maps.json"
         labels.write_text(json.dumps({"id2label": dict(enumerate(label_names))}, indent=2))

@@ -67,6 +67,7 @@ def evaluate(cfg: DictConfig) -> None:
     client.log_dict(
         run["run_id"], evaluation.as_table(matrix, names), "evaluation/confusion_matrix.json"
     )
+    tracking.log_lineage(run["run_id"], tag_stages=("train",))  # dvc.lock, train now locked
     print(json.dumps(summary, indent=2))
 
 

@@ -30,7 +30,7 @@ def train(cfg: DictConfig) -> None:
     params, long_values = tracking.flat_params(cfg)
 
     def start_tracking(accelerator: Accelerator, state: TrainState) -> None:
-        tags = tracking.lineage_tags(manifest)
+        tags = tracking.lineage_tags(manifest, cfg.tracking)
         accelerator.init_trackers(
             cfg.tracking.experiment_name,
             config=params,
@@ -39,7 +39,9 @@ def train(cfg: DictConfig) -> None:
         if accelerator.is_main_process:
             run = accelerator.get_tracker("mlflow", unwrap=True)
             state.run_id = run.info.run_id
-            tracking.write_run_file(Path(cfg.paths.run), run.info.run_id, run.info.experiment_id)
+            tracking.write_run_file(
+                Path(cfg.paths.run), run.info.run_id, run.info.experiment_id, cfg.tracking
+            )
             tracking.log_dataset(manifest)
             mlflow.set_tags(
                 {

@@ -1,0 +1,180 @@
+"""A throwaway git + DVC copy of the repository, where the pipeline may run and be timed.
+
+The copy holds ``conf/``, ``dvc.yaml``, ``.dvc/config``, ``src/audioclf`` and the data source
+(``data/embedded``, or generated tiny data for ``--smoke``); ``params.yaml`` is composed from
+``conf/`` with overrides. Stages run with the copy's ``src`` first on ``PYTHONPATH`` and an
+MLflow store inside the copy, so nothing in the user's workspace is read or written after the
+copy is made.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# A model and recipe small enough to train in seconds: the same values as the tests'
+# TINY_TRAIN_OVERRIDES (tests/datagen.py). Used for the pipeline run behind the `dvc repro` and
+# stage-memory figures, and for everything in --smoke.
+FAST_TRAIN_OVERRIDES = (
+    "model.config.hidden_size=32",
+    "model.config.num_hidden_layers=1",
+    "model.config.num_attention_heads=2",
+    "model.config.intermediate_size=64",
+    "model.config.conv_dim=[16,16,16,16,16,16,16]",
+    "model.config.num_conv_pos_embeddings=16",
+    "model.config.num_conv_pos_embedding_groups=4",
+    "model.config.classifier_proj_size=16",
+    "train.epochs=3",
+    "train.batch_size=8",
+    "train.crop_s=0.4",
+    "train.log_every_n_steps=1",
+    "train.eval_every_n_epochs=1",
+    "train.checkpoint_every_n_epochs=1",
+    "train.learning_rate=3e-3",
+)
+SMOKE_DATA = "data/smoke_hub"
+SMOKE_DATA_OVERRIDES = (
+    f"data.path={SMOKE_DATA}",
+    f"data.tracked_path={SMOKE_DATA}",
+    "audio.num_proc=1",
+)
+STAGES = ("download", "resample", "featurize", "train", "evaluate")
+
+
+@dataclass
+class Workspace:
+    root: Path
+    overrides: list[str] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """The environment stages and ``dvc`` run with: this venv, the copy's code, offline."""
+        venv_bin = Path(sys.executable).parent
+        env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "DVC_EXP_NAME")}
+        env.update(
+            PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            PYTHONPATH=str(self.root / "src"),
+            MLFLOW_TRACKING_URI=f"sqlite:///{self.root / 'mlflow.db'}",
+            DVC_SITE_CACHE_DIR=str(self.root.parent / "dvc-site-cache"),
+            DVC_NO_ANALYTICS="1",
+            HF_HUB_OFFLINE="1",
+            HF_DATASETS_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+            TQDM_DISABLE="1",
+        )
+        return env
+
+    def write_params(self, *extra: str) -> None:
+        from audioclf.config import write_params
+
+        write_params([*self.overrides, *extra], root=self.root)
+
+    def cfg(self, *extra: str):
+        from audioclf.config import load_params
+
+        return load_params(list(extra), root=self.root)
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        exe = Path(sys.executable).parent / "dvc"
+        result = subprocess.run(
+            [str(exe) if exe.exists() else "dvc", *args],
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"dvc {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result
+
+
+def make_workspace(repo: Path, root: Path, *, smoke: bool, overrides: Sequence[str]) -> Workspace:
+    """Copy what the pipeline needs from ``repo`` into ``root`` and compose its params.yaml."""
+    root.mkdir(parents=True)
+    for name in ("conf", "dvc.yaml", ".dvc/config"):
+        src, dst = repo / name, root / name
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    shutil.copytree(
+        repo / "src" / "audioclf",
+        root / "src" / "audioclf",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    data_overrides: tuple[str, ...] = ()
+    if smoke:
+        write_smoke_data(root / SMOKE_DATA)
+        data_overrides = SMOKE_DATA_OVERRIDES
+    else:
+        shutil.copytree(repo / "data" / "embedded", root / "data" / "embedded")
+    # .dvc/config is copied over `dvc init`'s own; keep it after the init.
+    config = (root / ".dvc" / "config").read_bytes()
+    shutil.rmtree(root / ".dvc")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    ws = Workspace(root, [*data_overrides, *overrides])
+    ws.dvc("init", "-q")
+    (root / ".dvc" / "config").write_bytes(config)
+    ws.write_params()
+    return ws
+
+
+def write_smoke_data(folder: Path, classes: int = 4, speakers: int = 5, takes: int = 2) -> None:
+    """A tiny Hub-layout dataset in MInDS-14's schema: one pitch per class, 0.4-0.6 s clips."""
+    import soundfile as sf
+    from datasets import Audio, ClassLabel, Dataset, Features, Value
+
+    names = [f"intent{c}" for c in range(classes)]
+    rate = 8000
+    rows: dict[str, list] = {
+        k: []
+        for k in ("path", "audio", "transcription", "english_transcription", "intent_class")
+    }
+    rows["lang_id"], rows["speaker"] = [], []
+    for c, name in enumerate(names):
+        for s in range(speakers):
+            for take in range(takes):
+                rng = np.random.default_rng(1000 * c + 10 * s + take)
+                t = np.arange(int((0.4 + 0.1 * ((s + take) % 3)) * rate)) / rate
+                wave = 0.5 * np.sin(2 * np.pi * 220.0 * (c + 1) * t)
+                wave = (wave + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+                buffer = io.BytesIO()
+                sf.write(buffer, wave, rate, format="WAV", subtype="PCM_16")
+                path = f"en-US/s{s}/{name}_{take}.wav"
+                rows["path"].append(path)
+                rows["audio"].append({"bytes": buffer.getvalue(), "path": path})
+                rows["transcription"].append(name)
+                rows["english_transcription"].append(name)
+                rows["intent_class"].append(c)
+                rows["lang_id"].append(0)
+                rows["speaker"].append(f"s{s}")
+    features = Features(
+        {
+            "path": Value("string"),
+            "audio": Audio(sampling_rate=rate, decode=False),
+            "transcription": Value("string"),
+            "english_transcription": Value("string"),
+            "intent_class": ClassLabel(names=names),
+            "lang_id": ClassLabel(names=["en-US"]),
+            "speaker": Value("string"),
+        }
+    )
+    storage = Features({**features, "audio": {"bytes": Value("binary"), "path": Value("string")}})
+    parquet = folder / "en-US" / "train-00000-of-00001.parquet"
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    Dataset.from_dict(rows, features=storage).cast(features).to_parquet(str(parquet))
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: en-US\n  data_files:\n  - split: train\n"
+        "    path: en-US/train-*\n---\n\n# Tiny generated data for `audioclf bench --smoke`\n",
+        encoding="utf-8",
+    )
