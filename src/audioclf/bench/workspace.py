@@ -100,13 +100,8 @@ class Workspace:
 def make_workspace(repo: Path, root: Path, *, smoke: bool, overrides: Sequence[str]) -> Workspace:
     """Copy what the pipeline needs from ``repo`` into ``root`` and compose its params.yaml."""
     root.mkdir(parents=True)
-    for name in ("conf", "dvc.yaml", ".dvc/config"):
-        src, dst = repo / name, root / name
-        if src.is_dir():
-            shutil.copytree(src, dst)
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
+    shutil.copytree(repo / "conf", root / "conf")
+    shutil.copy2(repo / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(
         repo / "src" / "audioclf",
         root / "src" / "audioclf",
@@ -118,13 +113,10 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool, overrides: Sequence[s
         data_overrides = SMOKE_DATA_OVERRIDES
     else:
         shutil.copytree(repo / "data" / "embedded", root / "data" / "embedded")
-    # .dvc/config is copied over `dvc init`'s own; keep it after the init.
-    config = (root / ".dvc" / "config").read_bytes()
-    shutil.rmtree(root / ".dvc")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     ws = Workspace(root, [*data_overrides, *overrides])
     ws.dvc("init", "-q")
-    (root / ".dvc" / "config").write_bytes(config)
+    shutil.copy2(repo / ".dvc" / "config", root / ".dvc" / "config")
     ws.write_params()
     return ws
 
@@ -137,8 +129,7 @@ def write_smoke_data(folder: Path, classes: int = 4, speakers: int = 5, takes: i
     names = [f"intent{c}" for c in range(classes)]
     rate = 8000
     rows: dict[str, list] = {
-        k: []
-        for k in ("path", "audio", "transcription", "english_transcription", "intent_class")
+        k: [] for k in ("path", "audio", "transcription", "english_transcription", "intent_class")
     }
     rows["lang_id"], rows["speaker"] = [], []
     for c, name in enumerate(names):

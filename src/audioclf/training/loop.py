@@ -50,7 +50,10 @@ def predict(
     """Logits and labels of every sample exactly once, gathered from all processes."""
     model.eval()
     logits, labels = [], []
-    for batch in loader:
+    bar = tqdm(
+        loader, desc="evaluating", leave=False, disable=not accelerator.is_local_main_process
+    )
+    for batch in bar:
         targets = batch.pop("labels")
         out = model(**batch).logits.float()
         out, targets = accelerator.gather_for_metrics((out, targets))
