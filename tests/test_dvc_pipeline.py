@@ -46,6 +46,7 @@ def test_dvc_repro_runs_once_and_reruns_only_what_changed(dvc_repo: Project) -> 
     assert lock["stages"]["featurize"]["params"]["params.yaml"]["audio.max_duration_s"] == 20.0
     assert (repo / "models/final/model.safetensors").is_file()
     assert (repo / "mlflow.db").is_file(), "default store is <repo>/mlflow.db"
+    assert list((repo / "mlartifacts").rglob("manifest.json")), "artifacts in <repo>/mlartifacts"
     metrics = dvc(repo, "metrics", "show", "--json")
     assert '"accuracy"' in metrics and '"f1_macro"' in metrics
     outputs = {p: tree_hashes(repo / p) for p in OUTPUTS}

@@ -28,24 +28,28 @@ LOCK_ARTIFACT = "lineage/dvc.lock"
 CONFIG_ARTIFACT = "config/params.yaml"
 
 
-def tracking_uri(tracking: DictConfig | None = None, root: Path | None = None) -> str:
+def default_tracking_uri() -> str:
+    """The user repository's sqlite store (absolute, so experiment copies share it)."""
+    return f"sqlite:///{user_repo_root() / 'mlflow.db'}"
+
+
+def tracking_uri(tracking: DictConfig | None = None) -> str:
     """``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else the user repo's sqlite store.
 
     The default is absolute and built from ``DVC_ROOT``, so queued DVC experiments (which run
     in temporary copies of the repository) log into the user's store, not into the copy.
-    ``root`` names the repository instead (for tools run outside a stage).
     """
     configured = tracking.get("tracking_uri") if tracking is not None else None
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
-    return uri or f"sqlite:///{(root or user_repo_root()).resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or default_tracking_uri()
 
 
 def artifact_location(tracking: DictConfig | None = None) -> str | None:
     """With the default store, new experiments keep artifacts in ``<user repo>/mlartifacts``.
 
-    A configured store (``MLFLOW_TRACKING_URI``, a server) decides for itself: None.
+    Another store (a server, say) decides for itself: None. (``mlflow.set_tracking_uri`` also
+    sets ``MLFLOW_TRACKING_URI``, so the resolved URI is compared, not the variable.)
     """
-    if os.environ.get("MLFLOW_TRACKING_URI") or (tracking and tracking.get("tracking_uri")):
+    if tracking_uri(tracking) != default_tracking_uri():
         return None
     return (user_repo_root() / "mlartifacts").as_uri()
 
@@ -229,17 +233,26 @@ def model_digest(model_dir: Path) -> str:
 
 
 def log_lineage(
-    run_id: str, lock_file: Path = Path("dvc.lock"), tag_stages: tuple[str, ...] = ()
+    run_id: str,
+    stages: tuple[str, ...],
+    *,
+    tag_stages: tuple[str, ...] = (),
+    lock_file: Path = Path("dvc.lock"),
 ) -> None:
-    """Log the whole ``dvc.lock`` (every locked stage's deps, outs and params) with the run.
+    """Log ``dvc.lock`` with the run (artifact ``lineage/dvc.lock``): the locked ``stages``'
+    deps, outs and params, with their DVC hashes.
 
-    ``train`` logs it with the data stages locked (``dvc repro`` locks each stage as soon as it
-    ends); ``evaluate`` logs it again once ``train`` is locked too, tagging ``tag_stages``' outs.
+    ``dvc repro`` locks each stage as soon as it ends, so while a stage runs the lock holds the
+    stages before it, fresh, and stale entries for it and the stages after it: only ``stages``
+    are kept. ``train`` logs the data stages; ``evaluate`` logs them again with ``train`` (its
+    model and code hashes), tagging ``tag_stages``' outputs.
     """
     if not lock_file.is_file():
         return
+    lock = yaml.safe_load(lock_file.read_text()) or {}
+    lock["stages"] = {k: v for k, v in (lock.get("stages") or {}).items() if k in stages}
     client = MlflowClient()
-    client.log_artifact(run_id, str(lock_file), Path(LOCK_ARTIFACT).parent.as_posix())
+    client.log_text(run_id, yaml.safe_dump(lock, sort_keys=False), LOCK_ARTIFACT)
     for key, value in dvc_lock_tags(lock_file, tag_stages).items():
         client.set_tag(run_id, key, value)
 
@@ -264,7 +277,7 @@ def log_training_outputs(
     client.log_artifact(run_id, str(train_log), "training")
     client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
     client.set_tag(run_id, MODEL_DIGEST_TAG, model_digest(Path(cfg.paths.model)))
-    log_lineage(run_id)
+    log_lineage(run_id, DATA_STAGES)
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / "label_maps.json"
         labels.write_text(json.dumps({"id2label": dict(enumerate(label_names))}, indent=2))

@@ -1,0 +1,52 @@
+"""Where runs go and what they carry, without training anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from audioclf import tracking
+
+
+def test_default_store_is_the_user_repo_even_from_an_experiment_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_repo, copy = tmp_path / "repo", tmp_path / "repo/.dvc/tmp/exps/run/abc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(user_repo))
+    assert tracking.tracking_uri() == f"sqlite:///{user_repo.resolve()}/mlflow.db"
+    assert tracking.artifact_location() == (user_repo.resolve() / "mlartifacts").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.tracking_uri())  # as set_tracking_uri does
+    assert tracking.artifact_location() is not None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    assert tracking.artifact_location() is None
+
+
+def test_params_are_flat_and_long_values_set_apart() -> None:
+    cfg = OmegaConf.create(
+        {
+            "train": {"learning_rate": 0.001, "epochs": 3},
+            "model": {"conv": [64, 64]},
+            "labels": {"names": ["x" * 100] * 100},
+        }
+    )
+    params, long_values = tracking.flat_params(cfg)
+    assert params["train.learning_rate"] == "0.001"
+    assert params["model.conv"] == "[64, 64]"
+    assert "labels.names" not in params
+    assert long_values == {"labels.names": ["x" * 100] * 100}
+
+
+def test_dvc_lock_tags_name_each_data_output(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  download:\n    cmd: x\n    outs:\n    - path: data/raw\n"
+        "      md5: abc.dir\n  train:\n    cmd: y\n    outs:\n    - path: models/final\n"
+        "      md5: def.dir\n"
+    )
+    assert tracking.dvc_lock_tags(lock) == {"dvc.download.data/raw": "abc.dir"}
