@@ -273,7 +273,7 @@ TINY_TRAIN_OVERRIDES = (
     "model.config.num_hidden_layers=1",
     "model.config.num_attention_heads=2",
     "model.config.intermediate_size=64",
-    "model.config.conv_dim=[16,16,16,16,16,16,16]",
+    "model.config.conv_dim=[16,16,16,16,16,16]",
     "model.config.num_conv_pos_embeddings=16",
     "model.config.num_conv_pos_embedding_groups=4",
     "model.config.classifier_proj_size=16",
@@ -290,8 +290,12 @@ TINY_TRAIN_OVERRIDES = (
 # --------------------------------------------------------------------------- git + DVC repos
 
 
-def dvc(repo: Path, *args: str, check: bool = True, timeout: float = 300) -> str:
-    """Run the venv's dvc in ``repo``; stages' ``python`` is the venv's, importing repo/src."""
+def dvc(
+    repo: Path, *args: str, check: bool = True, timeout: float = 300, stderr: bool = True
+) -> str:
+    """Run the venv's dvc in ``repo``; stages' ``python`` is the venv's, importing repo/src.
+
+    Returns stdout and (unless ``stderr=False``, e.g. for ``--json``) stderr."""
     venv_bin = Path(sys.executable).parent  # the venv running the tests
     env = {
         **os.environ,
@@ -313,7 +317,7 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: float = 300) -> str
     output = result.stdout + result.stderr
     if check:
         assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{output}"
-    return output
+    return output if stderr else result.stdout
 
 
 def git(repo: Path, *args: str) -> str:

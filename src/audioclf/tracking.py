@@ -249,10 +249,13 @@ def log_lineage(
     """
     if not lock_file.is_file():
         return
-    lock = yaml.safe_load(lock_file.read_text()) or {}
+    from dvc.utils.serialize import dumps_yaml, loads_yaml
+
+    # DVC's own YAML 1.2 round trip: PyYAML would read `mixed_precision: no` as false.
+    lock = loads_yaml(lock_file.read_text()) or {}
     lock["stages"] = {k: v for k, v in (lock.get("stages") or {}).items() if k in stages}
     client = MlflowClient()
-    client.log_text(run_id, yaml.safe_dump(lock, sort_keys=False), LOCK_ARTIFACT)
+    client.log_text(run_id, dumps_yaml(lock), LOCK_ARTIFACT)
     for key, value in dvc_lock_tags(lock_file, tag_stages).items():
         client.set_tag(run_id, key, value)
 

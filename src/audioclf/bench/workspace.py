@@ -14,32 +14,42 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-# A model and recipe small enough to train in seconds: the same values as the tests'
-# TINY_TRAIN_OVERRIDES (tests/datagen.py). Used for the pipeline run behind the `dvc repro` and
-# stage-memory figures, and for everything in --smoke.
-FAST_TRAIN_OVERRIDES = (
-    "model.config.hidden_size=32",
-    "model.config.num_hidden_layers=1",
-    "model.config.num_attention_heads=2",
-    "model.config.intermediate_size=64",
-    "model.config.conv_dim=[16,16,16,16,16,16,16]",
-    "model.config.num_conv_pos_embeddings=16",
-    "model.config.num_conv_pos_embedding_groups=4",
-    "model.config.classifier_proj_size=16",
-    "train.epochs=3",
-    "train.batch_size=8",
-    "train.crop_s=0.4",
-    "train.log_every_n_steps=1",
-    "train.eval_every_n_epochs=1",
-    "train.checkpoint_every_n_epochs=1",
-    "train.learning_rate=3e-3",
-)
+
+def fast_train_overrides(conv_layers: int) -> tuple[str, ...]:
+    """A model and recipe small enough to train in seconds.
+
+    The tests' TINY_TRAIN_OVERRIDES (tests/datagen.py), with as many conv layers as the
+    configured model has. Used for the pipeline run behind the `dvc repro` and stage figures,
+    and for everything in --smoke.
+    """
+    return (
+        "model.config.hidden_size=32",
+        "model.config.num_hidden_layers=1",
+        "model.config.num_attention_heads=2",
+        "model.config.intermediate_size=64",
+        f"model.config.conv_dim=[{','.join(['16'] * conv_layers)}]",
+        "model.config.num_conv_pos_embeddings=16",
+        "model.config.num_conv_pos_embedding_groups=4",
+        "model.config.classifier_proj_size=16",
+        "train.epochs=3",
+        "train.batch_size=8",
+        "train.crop_s=0.4",
+        "train.log_every_n_steps=1",
+        "train.eval_every_n_epochs=1",
+        "train.checkpoint_every_n_epochs=1",
+        "train.learning_rate=3e-3",
+    )
+
+
+# The pipeline run in the copy: the fast model, one epoch, logged every 10 steps (its train
+# and evaluate stages run twice: once to build the pipeline, once after a param change).
+PIPELINE_EXTRA = ("train.epochs=1", "train.log_every_n_steps=10")
+
 SMOKE_DATA = "data/smoke_hub"
 SMOKE_DATA_OVERRIDES = (
     f"data.path={SMOKE_DATA}",
@@ -52,7 +62,9 @@ STAGES = ("download", "resample", "featurize", "train", "evaluate")
 @dataclass
 class Workspace:
     root: Path
-    overrides: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # what params.yaml is composed with
+    data_overrides: list[str] = field(default_factory=list)
+    fast_overrides: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         """The environment stages and ``dvc`` run with: this venv, the copy's code, offline."""
@@ -97,8 +109,14 @@ class Workspace:
         return result
 
 
-def make_workspace(repo: Path, root: Path, *, smoke: bool, overrides: Sequence[str]) -> Workspace:
-    """Copy what the pipeline needs from ``repo`` into ``root`` and compose its params.yaml."""
+def make_workspace(repo: Path, root: Path, *, smoke: bool) -> Workspace:
+    """Copy what the pipeline needs from ``repo`` into ``root`` and compose its params.yaml.
+
+    params.yaml: the data (``data/embedded``, or tiny generated data for --smoke) with the
+    fast train overrides and :data:`PIPELINE_EXTRA`.
+    """
+    from audioclf.config import compose_conf
+
     root.mkdir(parents=True)
     shutil.copytree(repo / "conf", root / "conf")
     shutil.copy2(repo / "dvc.yaml", root / "dvc.yaml")
@@ -114,7 +132,14 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool, overrides: Sequence[s
     else:
         shutil.copytree(repo / "data" / "embedded", root / "data" / "embedded")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    ws = Workspace(root, [*data_overrides, *overrides])
+    conv_layers = len(compose_conf(data_overrides, root=root).model.config.conv_dim)
+    fast = fast_train_overrides(conv_layers)
+    ws = Workspace(
+        root,
+        [*data_overrides, *fast, *PIPELINE_EXTRA],
+        data_overrides=list(data_overrides),
+        fast_overrides=list(fast),
+    )
     ws.dvc("init", "-q")
     shutil.copy2(repo / ".dvc" / "config", root / ".dvc" / "config")
     ws.write_params()

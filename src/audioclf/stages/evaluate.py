@@ -67,7 +67,8 @@ def evaluate(cfg: DictConfig) -> None:
     client.log_dict(
         run["run_id"], evaluation.as_table(matrix, names), "evaluation/confusion_matrix.json"
     )
-    tracking.log_lineage(run["run_id"], tag_stages=("train",))  # dvc.lock, train now locked
+    # dvc.lock again, now with the train stage locked (its model, code and params hashes)
+    tracking.log_lineage(run["run_id"], (*tracking.DATA_STAGES, "train"), tag_stages=("train",))
     print(json.dumps(summary, indent=2))
 
 

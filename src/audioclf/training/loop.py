@@ -144,7 +144,7 @@ def fit(
         {name: ds._fingerprint for name, ds in splits.items()},
         accelerator.num_processes,
     )
-    state = checkpoints.resumable(checkpoint_dir, config_hash)
+    state = checkpoints.resumable(checkpoint_dir, config_hash) if train.resume else None
     if state is not None:
         accelerator.load_state(str(checkpoint_dir / "last"))
         log.info("resuming from %s after epoch %d", checkpoint_dir / "last", state.epoch)

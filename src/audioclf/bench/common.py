@@ -1,0 +1,51 @@
+"""Helpers the in-process figures share: fresh Accelerate state, a throwaway MLflow store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def reset_accelerate() -> None:
+    """Forget the process-wide Accelerate state, so the next Accelerator/Trainer starts clean.
+
+    One process builds several Accelerators here (our loop, then the HF Trainer's) with
+    different settings; Accelerate keeps its state in class-level singletons.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@contextlib.contextmanager
+def mlflow_store(folder: Path) -> Iterator[str]:
+    """Point MLflow (and the train stage's code) at a sqlite store in ``folder`` for a while."""
+    import mlflow
+
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+        mlflow.set_tracking_uri(before or "")
+
+
+def start_mlflow(experiment: str):
+    """An ``on_start`` for :func:`audioclf.training.loop.fit` that starts its MLflow tracker."""
+
+    def on_start(accelerator, state) -> None:
+        accelerator.init_trackers(experiment, config={"bench": True})
+
+    return on_start

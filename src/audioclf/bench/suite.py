@@ -1,0 +1,320 @@
+"""Run the whole suite (or ``--smoke``) and write ``bench.json`` + ``bench.md``.
+
+Everything runs in a temporary copy of the repository (see :mod:`.workspace`): the pipeline is
+built there once, stage by stage (memory per stage), committed to DVC (``dvc repro`` figures),
+and its data feed the in-process figures (throughput, time to accuracy, inference).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audioclf.bench.measure import loadavg
+
+log = logging.getLogger("audioclf.bench")
+
+HIGH_LOAD = 1.5
+FIGURES = ("stages", "repro", "scaling", "throughput", "accuracy", "inference")
+
+
+@dataclass
+class Settings:
+    smoke: bool
+    throughput_rounds: int = 5
+    throughput_warmup: int = 2
+    throughput_steps: int = 8
+    accuracy_target: float | None = 0.9
+    accuracy_budget_s: float = 300.0  # per recipe, evaluations included
+    trainer_epochs: float | None = None  # None: the guide's 10
+    repro_runs: int = 3
+    # --smoke builds the data stages only: two more stage processes would double its time.
+    pipeline: tuple[str, ...] = ("download", "resample", "featurize", "train", "evaluate")
+    # train/evaluate once more with the configured model: (train clips, test clips), or None
+    recipe_stage_rows: tuple[int, int] | None = (64, 32)
+    scales: tuple[int, ...] = (1, 4, 16)
+    scale_runs: dict[int, int] = field(default_factory=lambda: {1: 2, 4: 1, 16: 1})
+    latency_calls: int = 40
+    predict_batch: int = 32
+    predict_rounds: int = 5
+
+    @classmethod
+    def for_mode(cls, smoke: bool) -> Settings:
+        if not smoke:
+            return cls(smoke=False)
+        return cls(
+            smoke=True,
+            throughput_rounds=3,
+            throughput_warmup=3,
+            throughput_steps=15,
+            accuracy_target=None,
+            accuracy_budget_s=60.0,
+            trainer_epochs=2,
+            repro_runs=1,
+            pipeline=("download", "resample", "featurize"),
+            recipe_stage_rows=None,
+            scales=(1, 4),
+            scale_runs={1: 1, 4: 1},
+            latency_calls=5,
+            predict_batch=8,
+            predict_rounds=1,
+        )
+
+
+def _timed(name: str, timings: dict[str, Any], fn, *args, **kwargs):
+    """Run one figure, recording its duration and the load average before and after."""
+    log.info("bench: %s ...", name)
+    before = loadavg()[0]
+    start = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        seconds = round(time.perf_counter() - start, 1)
+        timings[name] = {"s": seconds, "load_1min": [before, loadavg()[0]]}
+        log.info("bench: %s done in %.1f s (load %s)", name, seconds, loadavg())
+
+
+def run(
+    repo: Path,
+    out: Path,
+    *,
+    smoke: bool = False,
+    only: tuple[str, ...] = FIGURES,
+    settings: Settings | None = None,
+    keep: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run the suite on ``repo``'s code and data; write ``out`` (JSON) and its ``.md``.
+
+    ``threads``: torch's intra-op threads for the in-process figures (training, inference);
+    None keeps torch's default (one per core). Stage subprocesses keep their defaults.
+    """
+    import torch
+    from datasets import load_from_disk
+    from omegaconf import OmegaConf
+
+    from audioclf.bench import accuracy, repro, scaling, stages, throughput
+    from audioclf.bench.common import mlflow_store
+    from audioclf.bench.machine import machine_info, source_info
+    from audioclf.bench.report import write_markdown
+    from audioclf.bench.workspace import make_workspace
+    from audioclf.config import compose_conf
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    datasets.disable_caching()
+    s = settings or Settings.for_mode(smoke)
+    default_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "mode": "smoke" if smoke else "full",
+        "command": "audioclf bench"
+        + (" --smoke" if smoke else "")
+        + (f" --threads {threads}" if threads else ""),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "source": source_info(repo),
+        "train_throughput_ratio": None,
+        "time_to_accuracy": None,
+        "noop_repro_s": None,
+        "featurize_scaling": None,
+        "predict": None,
+        "peak_rss_mb": None,
+        "gpu": None,
+        "details": {},
+        "notes": {
+            "gpu": "no GPU on this machine: the GPU bf16 training figure is not measured",
+        },
+        "settings": asdict(s),
+        "errors": {},
+        "timings_s": {},
+    }
+    result["machine"]["torch_threads_default"] = default_threads
+    timings = result["timings_s"]
+    scratch = Path(tempfile.mkdtemp(prefix="audioclf-bench-"))
+    try:
+        # The pipeline in the copy trains with the fast overrides (the train stage's cost is
+        # not what these figures are about); the in-process figures use the real config.
+        ws = make_workspace(repo, scratch / "repo", smoke=smoke)
+        recipe = compose_conf(
+            [*ws.data_overrides, *(ws.fast_overrides if smoke else ())], root=ws.root
+        )
+        result["data"] = {
+            "source": OmegaConf.select(recipe, "data.path"),
+            "pipeline_overrides": list(ws.overrides),
+        }
+        stage_figures = _timed("stages", timings, stages.run_stages, ws, s.pipeline)
+        if s.recipe_stage_rows:
+            stage_figures.update(
+                _timed(
+                    "stages_recipe",
+                    timings,
+                    stages.run_recipe_stages,
+                    ws,
+                    recipe,
+                    scratch / "recipe-stages",
+                    *s.recipe_stage_rows,
+                )
+            )
+        result["peak_rss_mb"] = {k: v["peak_tree_rss_mb"] for k, v in stage_figures.items()}
+        result["details"]["stages"] = stage_figures
+        cfg = ws.cfg()
+        features = load_from_disk(str(ws.root / cfg.paths.features))
+        resampled = load_from_disk(str(ws.root / cfg.paths.resampled))
+        result["data"].update(
+            {
+                split: {
+                    "clips": len(ds),
+                    "audio_s": round(float(sum(ds["duration_s"])), 1),
+                }
+                for split, ds in resampled.items()
+            }
+        )
+
+        def fig_repro() -> None:
+            until = None if s.pipeline[-1] == "evaluate" else s.pipeline[-1]
+            noop = _timed("repro", timings, repro.noop_repro, ws, s.repro_runs, until)
+            noop["pipeline_overrides"] = (
+                "tests' TINY_TRAIN_OVERRIDES + train.epochs=1 + train.log_every_n_steps=10"
+            )
+            result["noop_repro_s"] = noop["median_s"]
+            result["details"]["noop_repro"] = noop
+            if until is None:
+                noop["after_param_change"] = _timed(
+                    "repro_param_change", timings, repro.after_param_change, ws
+                )
+
+        def fig_scaling() -> None:
+            result["featurize_scaling"] = _timed(
+                "scaling",
+                timings,
+                scaling.featurize_scaling,
+                ws,
+                s.scales,
+                s.scale_runs,
+                scratch / "scaling",
+                stage_figures.get("featurize"),
+            )
+
+        def fig_throughput() -> None:
+            with mlflow_store(scratch / "mlflow"):
+                tp = _timed(
+                    "throughput",
+                    timings,
+                    throughput.train_throughput,
+                    recipe,
+                    features,
+                    scratch / "throughput",
+                    rounds=s.throughput_rounds,
+                    warmup=s.throughput_warmup,
+                    steps=s.throughput_steps,
+                )
+                tp["threads_probe"] = _timed(
+                    "threads_probe",
+                    timings,
+                    throughput.threads_probe,
+                    recipe,
+                    sorted({1, default_threads, torch.get_num_threads()}),
+                )
+            result["train_throughput_ratio"] = tp["ratio"]
+            result["details"]["train_throughput"] = tp
+
+        def fig_accuracy() -> None:
+            tta: dict[str, Any] = {"target_accuracy": s.accuracy_target, "n": 1}
+            result["time_to_accuracy"] = tta
+            with mlflow_store(scratch / "mlflow"):
+                tta["ours"] = _timed(
+                    "accuracy_ours",
+                    timings,
+                    accuracy.ours,
+                    recipe,
+                    features,
+                    scratch / "tta-ours",
+                    target=s.accuracy_target,
+                    budget_s=s.accuracy_budget_s,
+                )
+            tta["hf_trainer"] = _timed(
+                "accuracy_trainer",
+                timings,
+                accuracy.hf_trainer,
+                recipe,
+                resampled,
+                features,
+                scratch / "tta-trainer",
+                target=s.accuracy_target,
+                budget_s=s.accuracy_budget_s,
+                epochs=s.trainer_epochs,
+            )
+
+        def fig_inference() -> None:
+            result["predict"] = _timed(
+                "inference", timings, _inference, recipe, features, resampled, scratch, s
+            )
+
+        figures = {
+            "repro": fig_repro,
+            "scaling": fig_scaling,
+            "throughput": fig_throughput,
+            "accuracy": fig_accuracy,
+            "inference": fig_inference,
+        }
+        for name, figure in figures.items():
+            if name not in only:
+                continue
+            try:
+                figure()
+            except Exception as err:  # one broken figure must not lose the others
+                log.exception("bench: %s failed", name)
+                result["errors"][name] = f"{type(err).__name__}: {err}"[:2000]
+    finally:
+        torch.set_num_threads(default_threads)
+        result["machine"]["loadavg_end"] = loadavg()
+        timings["total"] = {"s": round(time.perf_counter() - started, 1)}
+        peak = max([v["load_1min"][1] for v in timings.values() if "load_1min" in v] or [0.0])
+        if max(result["machine"]["loadavg_start"][0], peak) > HIGH_LOAD:
+            result["notes"]["load"] = (
+                f"the {result['machine']['cores']} cores were shared with other jobs (1-minute "
+                f"load average up to {peak:g}, see timings_s): absolute times are slower than "
+                "on an idle machine; every comparison is a ratio measured side by side"
+            )
+        if keep:
+            log.info("bench: kept %s", scratch)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_markdown(result, out.with_suffix(".md"))
+    return result
+
+
+def _inference(recipe, features, resampled, scratch: Path, s: Settings) -> dict[str, Any]:
+    from audioclf.bench.inference import inference, make_clips
+    from audioclf.models import build_feature_extractor, build_model
+    from audioclf.training.loop import save_model
+
+    model_dir = scratch / "predict-model"
+    names = features["train"].features["label"].names
+    save_model(build_model(recipe.model, names), build_feature_extractor(recipe.model), model_dir)
+    rate = int(recipe.model.sampling_rate)
+    test = resampled["test"].with_format("numpy", columns=["array"])
+    arrays = [test[i]["array"] for i in range(min(len(test), 64))]
+    clips = make_clips(arrays, rate, max(s.latency_calls, s.predict_batch))
+    return inference(
+        model_dir,
+        clips,
+        latency_calls=s.latency_calls,
+        batch=s.predict_batch,
+        throughput_rounds=s.predict_rounds,
+    )

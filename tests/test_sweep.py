@@ -1,0 +1,119 @@
+"""A hyperparameter sweep as queued DVC experiments, each one MLflow run in the user's store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from audioclf import tracking
+from tests.datagen import HUB_OVERRIDES, TINY_TRAIN_OVERRIDES, Project, dvc, git, make_dvc_repo
+
+
+def test_sweep_tag_is_the_param_else_the_experiments_baseline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    named = OmegaConf.create({"sweep": "lr-grid"})
+    unnamed = OmegaConf.create({"sweep": None})
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    assert tracking.sweep_name(unnamed) is None  # a plain `dvc repro`
+    assert tracking.sweep_name(named) == "lr-grid"
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-oryx")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "c9e5967eda9ce9d35cfc861e0a370d36883a09a6")
+    assert tracking.sweep_name(unnamed) == "baseline-c9e5967"
+    assert tracking.sweep_name(named) == "lr-grid"
+    assert tracking.dvc_tags(named) == {
+        "dvc.experiment": "brisk-oryx",
+        "dvc.baseline_rev": "c9e5967eda9ce9d35cfc861e0a370d36883a09a6",
+        "sweep": "lr-grid",
+    }
+
+
+def test_sweep_param_is_not_a_stage_param() -> None:
+    """Naming a sweep changes no model: `dvc repro` stays a no-op when only the name changes."""
+    import yaml
+
+    from tests.datagen import REPO_ROOT
+
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    declared = [p for stage in stages.values() for p in stage.get("params", [])]
+    assert not [p for p in declared if str(p).startswith("tracking")]
+
+
+@pytest.fixture
+def committed_repo(tmp_path: Path) -> Project:
+    """A git + DVC repo whose data stages ran and are committed, as a sweep's baseline."""
+    project = make_dvc_repo(tmp_path / "repo")
+    dvc(project.root, "repro", "featurize")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "baseline: data stages locked")
+    return project
+
+
+@pytest.mark.slow
+def test_queued_sweep_gives_one_named_mlflow_run_per_experiment(
+    committed_repo: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from audioclf.cli import main
+
+    repo = committed_repo.root
+    # `dvc exp run -S` recomposes params.yaml from conf/: the tiny recipe goes in as overrides.
+    recipe = [o for o in (*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES) if "learning_rate" not in o]
+    sets = [arg for override in recipe for arg in ("-S", override)]
+    grid = ("-S", "train.learning_rate=0.001,0.003", "-S", "tracking.sweep=lr-grid")
+    queued = dvc(repo, "exp", "run", "--queue", *sets, *grid)
+    assert queued.count("Queued experiment") == 2, queued
+    ran = dvc(repo, "exp", "run", "--run-all", timeout=900)
+    assert "Failed to reproduce" not in ran, ran[-3000:]
+    assert "Running stage 'download'" not in ran, "data stages come from the baseline's cache"
+
+    # dvc exp show: both experiments, their learning rates and test metrics.
+    shown = json.loads(dvc(repo, "exp", "show", "--json", stderr=False))
+    experiments = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp["revs"]:
+                data = rev["data"]
+                params = data["params"]["params.yaml"]["data"]
+                metrics = data["metrics"]["reports/metrics.json"]["data"]
+                experiments[rev["name"]] = (rev["rev"], params, metrics)
+    assert len(experiments) == 2, shown
+    assert {p["train"]["learning_rate"] for _, p, _ in experiments.values()} == {0.001, 0.003}
+    assert all({"accuracy", "f1_macro"} <= m.keys() for _, _, m in experiments.values())
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("audioclf").experiment_id],
+        filter_string="tags.sweep = 'lr-grid'",
+    )
+    assert len(runs) == 2
+    for run in runs:
+        name = run.info.run_name
+        rev, params, metrics = experiments[name]  # MLflow run name = DVC experiment name
+        assert run.data.tags["dvc.experiment"] == name
+        assert run.data.params["train.learning_rate"] == str(params["train"]["learning_rate"])
+        assert run.data.metrics["test/accuracy"] == pytest.approx(metrics["accuracy"])
+        assert run.data.metrics["test/f1_macro"] == pytest.approx(metrics["f1_macro"])
+        # ...and the experiment's commit names its MLflow run.
+        run_file = json.loads(git(repo, "show", f"{rev}:reports/mlflow_run.json"))
+        assert run_file["run_id"] == run.info.run_id
+        assert run_file["dvc_experiment"] == name and run_file["sweep"] == "lr-grid"
+        # Artifacts live in the user's repo, not in the experiment's deleted temporary copy.
+        assert run.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
+        assert client.list_artifacts(run.info.run_id, "lineage")
+    assert not list((repo / ".dvc" / "tmp" / "exps").glob("*/mlflow.db"))
+
+    # The lineage of a sweep's run names its DVC experiment, whose commit names the run back.
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["lineage", runs[0].info.run_id, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sweep"] == "lr-grid"
+    assert report["dvc_experiment"]["name"] == runs[0].info.run_name
+    assert report["dvc_experiment"]["commit"] == experiments[runs[0].info.run_name][0]
+    assert report["dvc_experiment"]["run_file_names_this_run"] is True
