@@ -65,6 +65,7 @@ class Workspace:
     overrides: list[str] = field(default_factory=list)  # what params.yaml is composed with
     data_overrides: list[str] = field(default_factory=list)
     fast_overrides: list[str] = field(default_factory=list)
+    threads: int | None = None  # OMP_NUM_THREADS for the stages (None: torch's default)
 
     def env(self) -> dict[str, str]:
         """The environment stages and ``dvc`` run with: this venv, the copy's code, offline."""
@@ -81,6 +82,8 @@ class Workspace:
             TOKENIZERS_PARALLELISM="false",
             TQDM_DISABLE="1",
         )
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
         return env
 
     def write_params(self, *extra: str) -> None:
