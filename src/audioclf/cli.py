@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive,
         default=None,
-        help="torch threads for the in-process figures (default: torch's, one per core)",
+        help="torch threads for everything measured (default: torch's, one per core)",
     )
     bench.add_argument("--keep", action="store_true", help="keep the temporary copy (debugging)")
     bench.set_defaults(func=_bench)

@@ -27,7 +27,9 @@ class CroppedClips(torch.utils.data.Dataset):
         crop_samples: int | None,
         seed: int,
         speed_range: tuple[float, float] | None = None,
+        min_samples: int | None = None,
     ):
+        self.min_samples = min_samples
         self.split = split.with_format("numpy", columns=[input_name, "label"])
         self.input_name = input_name
         self.crop_samples = crop_samples
@@ -51,6 +53,8 @@ class CroppedClips(torch.utils.data.Dataset):
         if self.crop_samples and values.shape[0] > self.crop_samples:
             start = int(rng.integers(0, values.shape[0] - self.crop_samples + 1))
             values = values[start : start + self.crop_samples]
+        if self.min_samples and values.shape[0] < self.min_samples:
+            values = np.pad(values, (0, self.min_samples - values.shape[0]))
         return {self.input_name: values, "label": int(row["label"])}
 
 
@@ -81,9 +85,16 @@ def make_loader(
     seed: int,
     shuffle: bool,
     speed_range: tuple[float, float] | None = None,
+    min_samples: int | None = None,
 ) -> DataLoader:
-    """A DataLoader over a featurized split; shuffling is seeded per epoch by Accelerate."""
-    clips = CroppedClips(split, extractor.model_input_names[0], crop_samples, seed, speed_range)
+    """A DataLoader over a featurized split; shuffling is seeded per epoch by Accelerate.
+
+    ``min_samples`` zero-pads shorter clips at the end: a model trained on padded crops
+    mean-pools over padding, so whole test clips are scored the same way.
+    """
+    clips = CroppedClips(
+        split, extractor.model_input_names[0], crop_samples, seed, speed_range, min_samples
+    )
     return DataLoader(
         clips,
         batch_size=batch_size,

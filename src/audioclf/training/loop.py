@@ -72,6 +72,11 @@ def eval_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
+def eval_min_samples(train: DictConfig, rate: int) -> int | None:
+    """With ``train.eval_pad_to_crop``, test clips shorter than the crop are padded to it."""
+    return int(train.crop_s * rate) if train.get("eval_pad_to_crop") and train.crop_s else None
+
+
 def is_better(metric: str, value: float, best: float | None) -> bool:
     """Losses improve downwards, every other metric upwards."""
     if best is None:
@@ -119,6 +124,7 @@ def fit(
         crop_samples=None,
         seed=cfg.seed,
         shuffle=False,
+        min_samples=eval_min_samples(train, rate),
     )
     steps_per_epoch = math.ceil(len(train_loader) / train.gradient_accumulation_steps)
     total_steps = steps_per_epoch * train.epochs
