@@ -23,9 +23,10 @@ def _projected(t: dict[str, Any]) -> str:
 
 
 def _fit(fit: dict[str, Any]) -> str:
-    if not fit.get("marginal_audio_s_per_s"):
+    steps = fit.get("marginal_s_per_audio_hour") or []
+    if not steps or min(steps) <= 0:
         return " (no growth measured: fixed costs dominate)"
-    return f" (fixed {fit['fixed_s']:.0f} s + {fit['marginal_audio_s_per_s']:.0f} audio-s/s)"
+    return f"; each extra audio-hour costs {' then '.join(f'{m:.0f} s' for m in steps)}"
 
 
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
@@ -43,6 +44,19 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 str(tp["n"]),
             )
         )
+        probe = tp.get("threads_probe") or {}
+        steps = {k.rsplit("_", 1)[1]: v for k, v in probe.items() if k.startswith("step_ms_")}
+        if len(steps) > 1:
+            batch, samples = probe["batch"]
+            out.append(
+                (
+                    f"One training step ({batch} x {samples} samples) by torch threads",
+                    ", ".join(f"{n} thread(s) {ms:.0f} ms" for n, ms in steps.items()),
+                    "",
+                    "",
+                    str(probe["steps"]),
+                )
+            )
     tta = r.get("time_to_accuracy")
     if tta:
         target = tta["target_accuracy"]
@@ -93,8 +107,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             (
                 f"Featurize {scales}: wall time",
                 " / ".join(f"{p['wall_s']:.1f} s" for p in pts) + _fit(fs["time_fit"]),
-                "linear",
-                _yes(fs["time_fit"]["max_rel_residual"] < 0.1),
+                "linear or better",
+                _yes(not fs["time_fit"].get("superlinear")),
                 "/".join(str(p["n"]) for p in pts),
             )
         )

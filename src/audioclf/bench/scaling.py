@@ -85,6 +85,12 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     wall = np.array([r["wall_s"] for r in rows])
     slope, intercept = np.polyfit(audio, wall, 1) if len(rows) > 1 else (wall[0] / audio[0], 0.0)
     fitted = slope * audio + intercept
+    # Seconds per extra audio-hour between consecutive scales: linear growth keeps it constant,
+    # a fixed start-up cost makes it fall, superlinear growth makes it rise.
+    marginal = [
+        float((wall[i + 1] - wall[i]) / (audio[i + 1] - audio[i]) * 3600)
+        for i in range(len(rows) - 1)
+    ]
     first, last = rows[0], rows[-1]
     return {
         "time_fit": {
@@ -92,6 +98,8 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "s_per_audio_hour": round(float(slope) * 3600, 1),
             "marginal_audio_s_per_s": round(1.0 / float(slope), 1) if slope > 0 else None,
             "max_rel_residual": round(float(np.max(np.abs(wall - fitted) / wall)), 3),
+            "marginal_s_per_audio_hour": [round(m, 1) for m in marginal],
+            "superlinear": bool(len(marginal) > 1 and marginal[-1] > 1.1 * marginal[0]),
         },
         "memory_growth": {
             "scale": f"{last['scale']}x vs {first['scale']}x",
