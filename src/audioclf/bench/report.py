@@ -69,7 +69,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             out.append(
                 (
                     f"Time to {label} test accuracy, {name}",
-                    f"{_s(t['time_to_target_s'])} (final accuracy {t['final_accuracy']:.2f} "
+                    f"{_s(t['time_to_target_s'])} (final accuracy {t['final_accuracy']:.3f} "
                     f"after {t['train_s']:.0f} s, {t['epochs_done']:g}/{t['epochs_planned']:g} "
                     f"epochs{cut}{_projected(t)})",
                     "",

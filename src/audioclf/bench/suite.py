@@ -29,9 +29,9 @@ FIGURES = ("stages", "repro", "scaling", "throughput", "accuracy", "inference")
 @dataclass
 class Settings:
     smoke: bool
-    throughput_rounds: int = 5
+    throughput_rounds: int = 7
     throughput_warmup: int = 2
-    throughput_steps: int = 8
+    throughput_steps: int = 20
     accuracy_target: float | None = 0.9
     accuracy_budget_s: float = 540.0  # per recipe, evaluations included
     trainer_epochs: float | None = None  # None: the guide's 10
@@ -143,6 +143,7 @@ def run(
     }
     result["machine"]["torch_threads_default"] = default_threads
     timings = result["timings_s"]
+    partial = out.with_suffix(".partial.json")
     scratch = Path(tempfile.mkdtemp(prefix="audioclf-bench-"))
     try:
         # The pipeline in the copy trains with the fast overrides (the train stage's cost is
@@ -279,6 +280,9 @@ def run(
             except Exception as err:  # one broken figure must not lose the others
                 log.exception("bench: %s failed", name)
                 result["errors"][name] = f"{type(err).__name__}: {err}"[:2000]
+            # what is measured so far, should the run be killed
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     finally:
         torch.set_num_threads(default_threads)
         result["machine"]["loadavg_end"] = loadavg()
@@ -297,6 +301,7 @@ def run(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         write_markdown(result, out.with_suffix(".md"))
+        partial.unlink(missing_ok=True)
     return result
 
 

@@ -156,12 +156,18 @@ def train_throughput(
     subset = DatasetDict({"train": train, "test": splits["test"].select(range(1))})
     ours_cfg = OmegaConf.merge(cfg, {"train": {"epochs": 1}})
     per_round = []
+    step_ms: dict[str, list[float]] = {"ours": [], "bare": []}
     for r in range(rounds):
         gc.collect()
-        ours = _rate(_ours(ours_cfg, subset, scratch / f"round{r}"), warmup, steps, batch)
+        ours_stamps = _ours(ours_cfg, subset, scratch / f"round{r}")
         gc.collect()
-        bare = _rate(_bare(cfg, train, name, crop), warmup, steps, batch)
+        bare_stamps = _bare(cfg, train, name, crop)
+        ours = _rate(ours_stamps, warmup, steps, batch)
+        bare = _rate(bare_stamps, warmup, steps, batch)
         per_round.append({"ours": round(ours, 2), "bare": round(bare, 2), "ratio": ours / bare})
+        for key, stamps in (("ours", ours_stamps), ("bare", bare_stamps)):
+            window = np.diff(stamps[warmup - 1 : warmup + steps])
+            step_ms[key].append(1000 * float(np.median(window)))
     ratio = median([p["ratio"] for p in per_round])
     for p in per_round:
         p["ratio"] = round(p["ratio"], 3)
@@ -180,6 +186,9 @@ def train_throughput(
         "samples": "clips of train.crop_s seconds",
         "order": "ours, bare, ours, bare ... (ratio per adjacent pair, median)",
         "steps_per_s_ours": round(median([p["ours"] for p in per_round]) / batch, 3),
+        # a check that shrugs off load spikes: the median single step of each loop
+        "median_step_ms": {k: round(median(v), 1) for k, v in step_ms.items()},
+        "ratio_of_median_steps": round(median(step_ms["bare"]) / median(step_ms["ours"]), 3),
     }
 
 
