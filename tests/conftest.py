@@ -53,6 +53,21 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         datasets.enable_caching()
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uri_isolation() -> Iterator[None]:
+    """Stages run in-process point MLflow at their store process-wide (``set_tracking_uri`` also
+    exports ``MLFLOW_TRACKING_URI``); later tests and their subprocesses must not inherit it."""
+    import mlflow
+
+    from audioclf.tracking import restore_tracking_uri
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    restore_tracking_uri(before)
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """An empty project (conf/ only), which is the current directory."""

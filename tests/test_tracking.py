@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,26 @@ def test_dvc_lock_tags_name_each_data_output(tmp_path: Path) -> None:
         "      md5: def.dir\n"
     )
     assert tracking.dvc_lock_tags(lock) == {"dvc.download.data/raw": "abc.dir"}
+
+
+@pytest.mark.parametrize("outer", [None, "sqlite:////elsewhere/mlflow.db"])
+def test_a_temporary_store_leaves_the_process_pointing_where_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outer: str | None
+) -> None:
+    import mlflow
+
+    from audioclf.bench.common import mlflow_store
+
+    monkeypatch.chdir(tmp_path)
+    if outer is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", outer)
+    before = mlflow.get_tracking_uri()
+    with mlflow_store(tmp_path / "store") as uri:
+        assert mlflow.get_tracking_uri() == uri
+    assert mlflow.get_tracking_uri() == before
+    assert os.environ.get("MLFLOW_TRACKING_URI") == outer
+    # A later change of the variable is honoured: no process-wide URI shadows it.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert mlflow.get_tracking_uri() == "http://127.0.0.1:5000"

@@ -61,6 +61,17 @@ def configure(tracking: DictConfig | None = None) -> str:
     return uri
 
 
+def restore_tracking_uri(variable: str | None) -> None:
+    """Forget MLflow's process-wide URI and put ``MLFLOW_TRACKING_URI`` back as it was.
+
+    ``mlflow.set_tracking_uri`` sets a global that outranks the variable; ``""`` would mean
+    ``./mlruns``, so None is what forgets it (and unsets the variable, restored after).
+    """
+    mlflow.set_tracking_uri(None)
+    if variable is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = variable
+
+
 def flat_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, Any]]:
     """The composed config flattened to dotted keys; values too long for a param go apart.
 

@@ -25,6 +25,8 @@ def mlflow_store(folder: Path) -> Iterator[str]:
     """Point MLflow (and the train stage's code) at a sqlite store in ``folder`` for a while."""
     import mlflow
 
+    from audioclf.tracking import restore_tracking_uri
+
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     before = os.environ.get("MLFLOW_TRACKING_URI")
@@ -35,11 +37,7 @@ def mlflow_store(folder: Path) -> Iterator[str]:
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
-        mlflow.set_tracking_uri(before or "")
+        restore_tracking_uri(before)
 
 
 def start_mlflow(experiment: str):
