@@ -31,6 +31,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 HF_HOME = tempfile.mkdtemp(prefix="audioclf-tests-hf-")
 os.environ["HF_HOME"] = HF_HOME
 os.environ["DVC_NO_ANALYTICS"] = "1"
+SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -56,16 +57,16 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _mlflow_uri_isolation() -> Iterator[None]:
     """Stages run in-process point MLflow at their store process-wide (``set_tracking_uri`` also
-    exports ``MLFLOW_TRACKING_URI``); later tests and their subprocesses must not inherit it."""
+    exports ``MLFLOW_TRACKING_URI``); later tests and their subprocesses (a queued sweep's
+    ``dvc exp run``) must not inherit it: each test ends with the session's own setting."""
     import mlflow
 
     from audioclf.tracking import restore_tracking_uri
 
-    before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
-    restore_tracking_uri(before)
+    restore_tracking_uri(SESSION_TRACKING_URI)
 
 
 @pytest.fixture

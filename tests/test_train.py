@@ -3,6 +3,7 @@ everything an audit needs, 2-process CPU training, and kill-and-resume equality.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from audioclf.data.store import load_splits
 from audioclf.stages import run_stage
 from audioclf.stages.download import download
 from audioclf.stages.evaluate import evaluate
@@ -129,6 +131,16 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     metrics = json.loads(Path(cfg.paths.metrics).read_text())
     assert {"accuracy", "f1_macro"} <= metrics.keys()
     assert metrics["num_test"] == len(Path(cfg.paths.predictions).read_text().splitlines()) - 1
+    # What evaluate scored is what users are served: audioclf predict on the same test clips.
+    from audioclf.predict import Classifier
+
+    test = load_splits(cfg.paths.resampled, "resample")["test"]
+    classifier = Classifier(model_dir)
+    clips = [classifier.prepare(np.asarray(a), cfg.audio.sampling_rate) for a in test["array"]]
+    served = [classifier.labels[int(p.argmax())] for p in classifier.probabilities(clips, 8)]
+    with open(cfg.paths.predictions, newline="") as table:
+        evaluated = {row["path"]: row["predicted"] for row in csv.DictReader(table)}
+    assert served == [evaluated[path] for path in test["path"]]
 
     run_id = json.loads(Path(cfg.paths.run).read_text())["run_id"]
     client = MlflowClient(mlflow_server)

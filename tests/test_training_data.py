@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, List, Value
 
-from audioclf.training.data import CroppedClips
+from audioclf.training.data import CroppedClips, LengthGroupedBatches, clip_lengths, make_loader
 
 
 def featurized(lengths: list[int]) -> Dataset:
@@ -49,3 +49,42 @@ def test_speed_perturbation_changes_length_within_range() -> None:
         lengths.add(len(clips[0]["input_values"]))
     assert len(lengths) > 10
     assert min(lengths) >= 8000 / 1.25 - 2 and max(lengths) <= 8000 / 0.8 + 2
+
+
+def test_grouped_batches_cover_each_clip_once_and_depend_only_on_seed_and_epoch() -> None:
+    lengths = np.random.default_rng(1).integers(8000, 16000, 300)
+    a, b = LengthGroupedBatches(lengths, 16, seed=5), LengthGroupedBatches(lengths, 16, seed=5)
+    epoch0 = list(a)
+    assert len(epoch0) == len(a) == 19
+    assert sorted(i for batch in epoch0 for i in batch) == list(range(300))
+    b.set_epoch(4)
+    b.set_epoch(0)
+    assert list(b) == epoch0
+    a.set_epoch(1)
+    assert list(a) != epoch0
+
+
+def test_grouped_batches_pad_far_less_than_random_batches() -> None:
+    lengths = np.random.default_rng(2).integers(8000, 16000, 1792)
+
+    def padding(batches: list[list[int]]) -> float:
+        padded = sum(len(b) * lengths[b].max() for b in batches)
+        return 1 - lengths.sum() / padded
+
+    grouped = padding(list(LengthGroupedBatches(lengths, 16, seed=0)))
+    shuffled = np.random.default_rng(0).permutation(1792)
+    random = padding([shuffled[i : i + 16] for i in range(0, 1792, 16)])
+    assert random > 0.2 and grouped < 0.02
+
+
+def test_training_loader_batches_by_length_of_the_crop() -> None:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    lengths = [500, 3000, 900, 2600, 1000, 5000, 480, 2900]
+    split = featurized(lengths)
+    extractor = Wav2Vec2FeatureExtractor(sampling_rate=8000, return_attention_mask=False)
+    loader = make_loader(split, extractor, batch_size=2, crop_samples=2000, seed=0, shuffle=True)
+    np.testing.assert_array_equal(clip_lengths(split, "input_values"), lengths)
+    widths = sorted(batch["input_values"].shape[1] for batch in loader)
+    assert widths == [500, 1000, 2000, 2000]
+    assert np.array_equal(clip_lengths(split.select([5, 0]), "input_values"), [5000, 500])

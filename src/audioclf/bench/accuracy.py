@@ -38,17 +38,7 @@ HF_RECIPE = {
 }
 
 
-def _eval_min_samples(cfg: DictConfig) -> int | None:
-    """How ``fit`` pads test clips (``train.eval_pad_to_crop``), if this version does."""
-    from audioclf.training import loop
-
-    pad = getattr(loop, "eval_min_samples", None)
-    return pad(cfg.train, int(cfg.audio.sampling_rate)) if pad else None
-
-
-def _evaluation(min_samples: int | None, rate: int) -> str:
-    padded = f", zero-padded to {min_samples / rate:g} s" if min_samples else ""
-    return f"whole test clips{padded}, batch 1"
+EVALUATION = "whole test clips, batch 1"
 
 
 class _OutOfTime(Exception):
@@ -105,8 +95,8 @@ class _Clock:
         }
 
 
-def _accuracy(model: Any, split: Dataset, name: str, min_samples: int | None) -> float:
-    """Whole clips, one at a time, zero-padded to ``min_samples`` (as ``fit`` evaluates)."""
+def _accuracy(model: Any, split: Dataset, name: str) -> float:
+    """Whole clips, one at a time (as ``fit`` evaluates)."""
     import torch
 
     model.eval()
@@ -114,10 +104,7 @@ def _accuracy(model: Any, split: Dataset, name: str, min_samples: int | None) ->
     hits = 0
     with torch.no_grad():
         for row in rows:
-            values = row[name]
-            if min_samples and values.shape[0] < min_samples:
-                values = np.pad(values, (0, min_samples - values.shape[0]))
-            logits = model(**{name: torch.from_numpy(values)[None]}).logits
+            logits = model(**{name: torch.from_numpy(row[name])[None]}).logits
             hits += int(logits.argmax(-1).item() == int(row["label"]))
     return hits / len(rows)
 
@@ -167,7 +154,7 @@ def ours(
         began = clock.now()
         model = seen["accelerator"].unwrap_model(seen["accelerator"]._models[0])
         name = next(iter(n for n in splits["test"].column_names if n.startswith("input_")))
-        accuracy = _accuracy(model, splits["test"], name, _eval_min_samples(cfg))
+        accuracy = _accuracy(model, splits["test"], name)
         clock.record(seen["state"].epoch, began, clock.now(), accuracy)
     finally:
         loop.predict = original
@@ -183,7 +170,7 @@ def ours(
         ),
         epochs_done=seen["state"].global_step / steps_per_epoch if "state" in seen else 0.0,
         epochs_planned=int(t.epochs),
-        evaluation=_evaluation(_eval_min_samples(cfg), int(cfg.audio.sampling_rate)),
+        evaluation=EVALUATION,
         stopped_at_budget=stopped,
         budget_s=budget_s,
     )
@@ -292,7 +279,7 @@ def hf_trainer(
         ),
         epochs_done=float(trainer.state.epoch or 0),
         epochs_planned=num_epochs,
-        evaluation=_evaluation(None, rate),
+        evaluation=EVALUATION,
         optimizer_steps=trainer.state.global_step,
         steps_per_epoch=steps_per_epoch,
         stopped_at_budget="stopped" in marks,

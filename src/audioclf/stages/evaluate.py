@@ -17,7 +17,7 @@ from audioclf import evaluation, tracking
 from audioclf.data.store import load_splits, write_json
 from audioclf.stages import run_stage
 from audioclf.training.data import make_loader
-from audioclf.training.loop import eval_min_samples, predict
+from audioclf.training.loop import predict
 
 
 def evaluate(cfg: DictConfig) -> None:
@@ -33,7 +33,6 @@ def evaluate(cfg: DictConfig) -> None:
         crop_samples=None,
         seed=cfg.seed,
         shuffle=False,
-        min_samples=eval_min_samples(cfg.train, int(extractor.sampling_rate)),
     )
     accelerator = Accelerator()
     model, loader = accelerator.prepare(model, loader)

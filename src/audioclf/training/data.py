@@ -1,7 +1,15 @@
-"""Feeding featurized clips to the model: random crops for training, whole clips for eval."""
+"""Feeding featurized clips to the model: random crops for training, whole clips for eval.
+
+Training batches hold clips of similar length (:class:`LengthGroupedBatches`): a model whose
+extractor takes no attention mask (wav2vec2-base, our tiny one) normalizes and mean-pools
+over the zero padding, so a model trained on heavily padded batches scores an unpadded clip,
+which is what ``transformers.pipeline`` and ``audioclf predict`` feed it, differently.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,9 +35,7 @@ class CroppedClips(torch.utils.data.Dataset):
         crop_samples: int | None,
         seed: int,
         speed_range: tuple[float, float] | None = None,
-        min_samples: int | None = None,
     ):
-        self.min_samples = min_samples
         self.split = split.with_format("numpy", columns=[input_name, "label"])
         self.input_name = input_name
         self.crop_samples = crop_samples
@@ -53,9 +59,43 @@ class CroppedClips(torch.utils.data.Dataset):
         if self.crop_samples and values.shape[0] > self.crop_samples:
             start = int(rng.integers(0, values.shape[0] - self.crop_samples + 1))
             values = values[start : start + self.crop_samples]
-        if self.min_samples and values.shape[0] < self.min_samples:
-            values = np.pad(values, (0, self.min_samples - values.shape[0]))
         return {self.input_name: values, "label": int(row["label"])}
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Shuffled batches of clips of similar length, the same for the same ``(seed, epoch)``.
+
+    Each epoch shuffles the clips, sorts them by length within windows of ``window`` batches,
+    cuts the windows into batches and shuffles the batches: batches stay random in content
+    and order while a batch pads its clips by a fraction of the spread of one window.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 16):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.window = window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(len(self.lengths))
+        span = self.batch_size * self.window
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = order[start : start + span]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [
+                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
+            ]
+        for index in rng.permutation(len(batches)):
+            yield batches[index].tolist()
 
 
 class PadCollator:
@@ -85,20 +125,26 @@ def make_loader(
     seed: int,
     shuffle: bool,
     speed_range: tuple[float, float] | None = None,
-    min_samples: int | None = None,
 ) -> DataLoader:
-    """A DataLoader over a featurized split; shuffling is seeded per epoch by Accelerate.
+    """A DataLoader over a featurized split: length-grouped shuffled batches, or in order.
 
-    ``min_samples`` zero-pads shorter clips at the end: a model trained on padded crops
-    mean-pools over padding, so whole test clips are scored the same way.
+    The shuffled batches are seeded by ``(seed, epoch)``; call ``batch_sampler.set_epoch``.
     """
-    clips = CroppedClips(
-        split, extractor.model_input_names[0], crop_samples, seed, speed_range, min_samples
-    )
-    return DataLoader(
-        clips,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=PadCollator(extractor),
-        generator=torch.Generator().manual_seed(seed) if shuffle else None,
-    )
+    input_name = extractor.model_input_names[0]
+    clips = CroppedClips(split, input_name, crop_samples, seed, speed_range)
+    collate = PadCollator(extractor)
+    if not shuffle:
+        return DataLoader(clips, batch_size=batch_size, collate_fn=collate)
+    lengths = clip_lengths(split, input_name)
+    if crop_samples:
+        lengths = np.minimum(lengths, crop_samples)
+    batches = LengthGroupedBatches(lengths, batch_size, seed)
+    return DataLoader(clips, batch_sampler=batches, collate_fn=collate)
+
+
+def clip_lengths(split: Dataset, input_name: str) -> np.ndarray:
+    """Samples per clip, read from the Arrow list offsets (no audio is copied)."""
+    if split._indices is not None:  # a select()/shuffle() view: offsets are of the table
+        split = split.flatten_indices()
+    column = split.data.column(input_name).combine_chunks()
+    return np.diff(column.offsets.to_numpy())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
@@ -34,12 +34,11 @@ OnStart = Callable[[Accelerator, TrainState], None]
 
 
 def make_accelerator(train: DictConfig, log_with: str | None = None) -> Accelerator:
-    """An Accelerator configured from ``train.*``; per-epoch shuffles are seeded by epoch."""
+    """An Accelerator configured from ``train.*`` (batches are seeded by the loaders)."""
     return Accelerator(
         mixed_precision=train.mixed_precision,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         log_with=log_with,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
 
 
@@ -70,11 +69,6 @@ def eval_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "accuracy": float((logits.argmax(axis=1) == labels).mean()),
         "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
     }
-
-
-def eval_min_samples(train: DictConfig, rate: int) -> int | None:
-    """With ``train.eval_pad_to_crop``, test clips shorter than the crop are padded to it."""
-    return int(train.crop_s * rate) if train.get("eval_pad_to_crop") and train.crop_s else None
 
 
 def is_better(metric: str, value: float, best: float | None) -> bool:
@@ -124,8 +118,8 @@ def fit(
         crop_samples=None,
         seed=cfg.seed,
         shuffle=False,
-        min_samples=eval_min_samples(train, rate),
     )
+    batches = train_loader.batch_sampler
     steps_per_epoch = math.ceil(len(train_loader) / train.gradient_accumulation_steps)
     total_steps = steps_per_epoch * train.epochs
     optimizer = torch.optim.AdamW(
@@ -163,7 +157,7 @@ def fit(
 
     metric = train.best_metric
     for epoch in range(state.epoch, train.epochs):
-        train_loader.set_epoch(epoch)
+        batches.set_epoch(epoch)
         train_loader.dataset.set_epoch(epoch)
         model.train()
         window: list[torch.Tensor] = []
