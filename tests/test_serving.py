@@ -133,27 +133,31 @@ def clip_bytes(seconds: float = 0.5, freq: float = 600.0) -> bytes:
     return encode(tone(freq, seconds, seed=11))
 
 
-def test_runs_uri_resolves_to_the_logged_model(store: Store) -> None:
+# MLflow resolves models:/ (and a run's logged model) in the process's store whatever
+# download_artifacts is given, so these tests name the store as users do: MLFLOW_TRACKING_URI.
+
+
+def test_runs_uri_resolves_to_the_logged_model(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
-    folder = Path(
-        mlflow.artifacts.download_artifacts(
-            f"runs:/{store.run_id}/model", tracking_uri=store.uri, registry_uri=store.uri
-        )
-    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{store.run_id}/model"))
     assert (folder / "MLmodel").is_file()
     assert (folder / "artifacts" / "final" / "config.json").is_file()
 
 
-def test_pyfunc_takes_bytes_base64_and_arrays(store: Store) -> None:
+def test_pyfunc_takes_bytes_base64_and_arrays(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     from audioclf.data.audio import decode
     from audioclf.predict import Classifier
 
-    folder = mlflow.artifacts.download_artifacts(
-        f"models:/{NAME}@{ALIAS}", tracking_uri=store.uri, registry_uri=store.uri
-    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    folder = mlflow.artifacts.download_artifacts(f"models:/{NAME}@{ALIAS}")
     model = mlflow.pyfunc.load_model(folder)
     data = clip_bytes()
     stereo = tone(1200.0, 0.4, seed=12, channels=2, rate=16000)

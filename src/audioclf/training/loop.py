@@ -157,6 +157,9 @@ def fit(
 
     metric = train.best_metric
     for epoch in range(state.epoch, train.epochs):
+        # Accelerate's loader re-seeds its batch sampler with its own epoch counter on each
+        # pass (one process); a wrapped sampler (several processes) it does not reach.
+        train_loader.set_epoch(epoch)
         batches.set_epoch(epoch)
         train_loader.dataset.set_epoch(epoch)
         model.train()
