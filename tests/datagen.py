@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from audioclf.bench.workspace import fast_train_overrides
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000
 HUB_CLASSES = ("abroad", "balance", "freeze", "pay_bill")
@@ -267,24 +269,9 @@ def make_project(root: Path) -> Project:
 HUB_OVERRIDES = (f"data.path={HUB_DIR}", f"data.tracked_path={HUB_DIR}", "audio.num_proc=1")
 FOLDER_OVERRIDES = ("data=audiofolder", f"data.path={FOLDER_DIR}", "audio.num_proc=1")
 
-# A model and recipe small enough to train in seconds on the tiny generated data.
-TINY_TRAIN_OVERRIDES = (
-    "model.config.hidden_size=32",
-    "model.config.num_hidden_layers=1",
-    "model.config.num_attention_heads=2",
-    "model.config.intermediate_size=64",
-    "model.config.conv_dim=[16,16,16,16,16,16]",
-    "model.config.num_conv_pos_embeddings=16",
-    "model.config.num_conv_pos_embedding_groups=4",
-    "model.config.classifier_proj_size=16",
-    "train.epochs=3",
-    "train.batch_size=8",
-    "train.crop_s=0.4",
-    "train.log_every_n_steps=1",
-    "train.eval_every_n_epochs=1",
-    "train.checkpoint_every_n_epochs=1",
-    "train.learning_rate=3e-3",
-)
+# A model and recipe small enough to train in seconds on the tiny generated data (the bench's
+# fast pipeline uses the same one).
+TINY_TRAIN_OVERRIDES = fast_train_overrides(conv_layers=6)
 
 
 # --------------------------------------------------------------------------- git + DVC repos

@@ -100,11 +100,10 @@ def stop_server(store: Store) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator:
     """A sqlite store with one run whose model is registered as NAME, version 1, @ALIAS."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     from audioclf.serving import log_pyfunc_model
-    from audioclf.tracking import restore_tracking_uri
+    from audioclf.tracking import using_tracking_uri
 
     tmp = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -112,12 +111,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     client = MlflowClient(uri)
     experiment = client.create_experiment("t", artifact_location=(tmp / "artifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)  # the run's store, for the fluent log_model
-    try:
+    with using_tracking_uri(uri):  # the run's store, for the fluent log_model
         info = log_pyfunc_model(run_id, model_dir, NAME)
-    finally:
-        restore_tracking_uri(before)
     assert info.registered_model_version == 1
     client.set_registered_model_alias(NAME, ALIAS, "1")
     result = Store(uri, run_id, model_dir)

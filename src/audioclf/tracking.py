@@ -6,10 +6,12 @@ writes its id to ``paths.run``; ``evaluate`` reads that file and logs into the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,17 @@ def configure(tracking: DictConfig | None = None) -> str:
     uri = tracking_uri(tracking)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[str]:
+    """Point this process's MLflow at ``uri`` for a while, then back where it was."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        restore_tracking_uri(before)
 
 
 def restore_tracking_uri(variable: str | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,19 +24,15 @@ def mlflow_store(folder: Path) -> Iterator[str]:
     """Point MLflow (and the train stage's code) at a sqlite store in ``folder`` for a while."""
     import mlflow
 
-    from audioclf.tracking import restore_tracking_uri
+    from audioclf.tracking import using_tracking_uri
 
     folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield uri
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        restore_tracking_uri(before)
+    with using_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}") as uri:
+        try:
+            yield uri
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
 
 
 def start_mlflow(experiment: str):

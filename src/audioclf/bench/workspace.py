@@ -23,9 +23,9 @@ import numpy as np
 def fast_train_overrides(conv_layers: int) -> tuple[str, ...]:
     """A model and recipe small enough to train in seconds.
 
-    The tests' TINY_TRAIN_OVERRIDES (tests/datagen.py), with as many conv layers as the
-    configured model has. Used for the pipeline run behind the `dvc repro` and stage figures,
-    and for everything in --smoke.
+    The tests train with it too (``TINY_TRAIN_OVERRIDES`` in tests/datagen.py, 6 conv layers);
+    here it gets as many conv layers as the configured model has. Used for the pipeline run
+    behind the `dvc repro` and stage figures, and for everything in --smoke.
     """
     return (
         "model.config.hidden_size=32",

@@ -157,11 +157,10 @@ def fit(
 
     metric = train.best_metric
     for epoch in range(state.epoch, train.epochs):
-        # Accelerate's loader re-seeds its batch sampler with its own epoch counter on each
-        # pass (one process); a wrapped sampler (several processes) it does not reach.
+        # Accelerate passes the epoch on to the crops and (one process) to the batches, which
+        # it re-seeds with its own pass counter; wrapped for several processes, it cannot.
         train_loader.set_epoch(epoch)
         batches.set_epoch(epoch)
-        train_loader.dataset.set_epoch(epoch)
         model.train()
         window: list[torch.Tensor] = []
         bar = tqdm(
