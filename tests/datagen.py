@@ -266,8 +266,18 @@ def make_project(root: Path) -> Project:
     return Project(root)
 
 
-HUB_OVERRIDES = (f"data.path={HUB_DIR}", f"data.tracked_path={HUB_DIR}", "audio.num_proc=1")
-FOLDER_OVERRIDES = ("data=audiofolder", f"data.path={FOLDER_DIR}", "audio.num_proc=1")
+HUB_OVERRIDES = (
+    f"data.path={HUB_DIR}",
+    f"data.tracked_path={HUB_DIR}",
+    "data.split.validation_size=0.2",  # 6 speakers: 1-2 for test, then 1-2 for validation
+    "audio.num_proc=1",
+)
+FOLDER_OVERRIDES = (
+    "data=audiofolder",
+    f"data.path={FOLDER_DIR}",
+    "data.split.validation_size=0.2",  # 18 clips of 3 classes: 3 or more for validation
+    "audio.num_proc=1",
+)
 
 # A model and recipe small enough to train in seconds on the tiny generated data (the bench's
 # fast pipeline uses the same one).

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from tests.datagen import (
     FOLDER_DIR,
     HUB_CLASSES,
     HUB_DIR,
+    HUB_OVERRIDES,
+    HUB_SPEAKERS,
     REPO_ROOT,
     FolderItem,
     Project,
@@ -54,7 +57,7 @@ def recompute_digest(items: list[dict]) -> str:
 def check_manifest_matches_raw(manifest: dict) -> None:
     """num_rows, class_counts, label names, digest and item hashes agree with data/raw."""
     raw = load_splits(RAW, "download")
-    assert set(raw) == {"train", "test"}
+    assert list(raw) == ["train", "validation", "test"]
     assert manifest["num_rows"] == {name: len(ds) for name, ds in raw.items()}
     names = raw["train"].features[LABEL].names
     assert manifest["label_names"] == names
@@ -82,7 +85,13 @@ def test_hub_manifest_records_source_counts_and_item_hashes(hub_project: Project
     assert manifest["split_name"] == "train"
     assert manifest["revision"] is None
     assert manifest["label_names"] == list(HUB_CLASSES)
-    assert manifest["split"] == {"test_size": 0.2, "group_by": "speaker", "seed": 42}
+    assert manifest["split"] == {
+        "validation_size": 0.2,
+        "test_size": 0.2,
+        "group_by": "speaker",
+        "seed": 42,
+        "column": None,
+    }
     assert sum(manifest["num_rows"].values()) == 48
     assert manifest["skipped"] == []
     # Every item's hash is the sha256 of the audio file's bytes as the source holds them.
@@ -116,9 +125,19 @@ def test_audiofolder_manifest_hashes_the_files(folder_project: Project) -> None:
 def test_split_overrides_reach_the_manifest(hub_project: Project) -> None:
     run_stage(download, ["data.split.seed=7", "data.split.test_size=0.34"])
     manifest = read_manifest()
-    assert manifest["split"] == {"test_size": 0.34, "group_by": "speaker", "seed": 7}
-    # 6 speakers, 3 folds: two speakers (16 clips) are held out.
-    assert manifest["num_rows"] == {"train": 32, "test": 16}
+    assert manifest["split"] == {
+        "validation_size": 0.2,
+        "test_size": 0.34,
+        "group_by": "speaker",
+        "seed": 7,
+        "column": None,
+    }
+    # 6 speakers, 3 folds: two speakers (16 clips) are held out for test; of the other four,
+    # 0.2 x 48 clips for validation: 2 folds, two speakers.
+    assert manifest["num_rows"] == {"train": 16, "validation": 16, "test": 16}
+    groups = manifest["groups"]
+    assert [len(groups[name]) for name in ("train", "validation", "test")] == [2, 2, 2]
+    assert sorted(chain.from_iterable(groups.values())) == list(HUB_SPEAKERS)
 
 
 # --------------------------------------------------------------------------- bad data
@@ -202,7 +221,7 @@ def test_hub_bad_items_are_all_named(project: Project) -> None:
         "path": rows[8]["path"],
     }
     write_hub_repo(project.root / HUB_DIR, rows, force_labels={5: 7}, drop_bytes=[10])
-    project.write_params(f"data.path={HUB_DIR}", f"data.tracked_path={HUB_DIR}")
+    project.write_params(*HUB_OVERRIDES)
     expected = {
         rows[3]["path"]: "unreadable or corrupt audio",
         rows[5]["path"]: "unknown label 7",

@@ -1,15 +1,16 @@
-"""The train/test split: seeded, stratified, grouped by speaker when asked."""
+"""Train, validation and test: seeded, stratified, grouped by speaker when asked, or as given."""
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain, combinations
 
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
 
 from audioclf.config import ConfigError
 from audioclf.data.sources import LABEL
-from audioclf.data.split import split_dataset
+from audioclf.data.split import SPLITS, split_dataset
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -31,74 +32,134 @@ def grouped_data(speakers: int = 10, per_pair: int = 2) -> Dataset:
     )
 
 
-def unbalanced_data() -> Dataset:
-    """40 items: class a 20, b 10, c 5, d 5."""
-    labels = [0] * 20 + [1] * 10 + [2] * 5 + [3] * 5
+def unbalanced_data(scale: int = 1) -> Dataset:
+    """40 items per ``scale``: class a 20, b 10, c 5, d 5."""
+    labels = [0] * 20 * scale + [1] * 10 * scale + [2] * 5 * scale + [3] * 5 * scale
     return Dataset.from_dict(
         {"id": list(range(len(labels))), LABEL: labels},
         features=Features({"id": Value("int64"), LABEL: ClassLabel(names=NAMES)}),
     )
 
 
-def ids(splits) -> tuple[list[int], list[int]]:
-    return list(splits["train"]["id"]), list(splits["test"]["id"])
+def split(ds: Dataset, **kwargs):
+    return split_dataset(ds, **{"validation_size": 0.1, **kwargs})
+
+
+def ids(splits) -> tuple[list[int], ...]:
+    return tuple(list(splits[name]["id"]) for name in SPLITS)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 42])
-def test_grouped_split_keeps_each_speaker_on_one_side(seed: int) -> None:
-    ds = grouped_data()
-    splits = split_dataset(ds, test_size=0.2, seed=seed, group_by="speaker")
-    train, test = set(splits["train"]["speaker"]), set(splits["test"]["speaker"])
-    assert not train & test
-    assert train | test == set(ds["speaker"])
-    # 10 speakers, test share 0.2: two speakers are held out.
-    assert len(test) == 2
+def test_grouped_split_keeps_each_speaker_in_one_split(seed: int) -> None:
+    ds = grouped_data(speakers=20)
+    splits = split(ds, test_size=0.2, seed=seed, group_by="speaker")
+    assert list(splits) == list(SPLITS)
+    speakers = {name: set(part["speaker"]) for name, part in splits.items()}
+    for a, b in combinations(SPLITS, 2):
+        assert not speakers[a] & speakers[b], (a, b)
+    assert set().union(*speakers.values()) == set(ds["speaker"])
+    # 20 speakers, test share 0.2 and validation share 0.1: 4 and 2 speakers held out.
+    assert len(speakers["test"]) == 4
+    assert len(speakers["validation"]) == 2
     # No row lost or duplicated.
-    train_ids, test_ids = ids(splits)
-    assert sorted(train_ids + test_ids) == list(range(len(ds)))
-    # Every class is on both sides.
+    assert sorted(chain.from_iterable(ids(splits))) == list(range(len(ds)))
+    # Every class is in every split.
     for part in splits.values():
         assert set(part[LABEL]) == set(range(len(NAMES)))
-    assert splits["train"].features[LABEL].names == NAMES
+        assert part.features[LABEL].names == NAMES
 
 
 def test_grouped_split_is_seeded() -> None:
     ds = grouped_data()
-    first = ids(split_dataset(ds, test_size=0.2, seed=3, group_by="speaker"))
-    again = ids(split_dataset(ds, test_size=0.2, seed=3, group_by="speaker"))
+    first = ids(split(ds, test_size=0.2, seed=3, group_by="speaker"))
+    again = ids(split(ds, test_size=0.2, seed=3, group_by="speaker"))
     assert first == again
-    others = [ids(split_dataset(ds, test_size=0.2, seed=s, group_by="speaker")) for s in (4, 5)]
+    others = [ids(split(ds, test_size=0.2, seed=s, group_by="speaker")) for s in (4, 5)]
     assert any(other != first for other in others)
 
 
 def test_ungrouped_split_is_stratified() -> None:
-    ds = unbalanced_data()
-    splits = split_dataset(ds, test_size=0.2, seed=0)
-    assert Counter(splits["test"][LABEL]) == {0: 4, 1: 2, 2: 1, 3: 1}
-    assert Counter(splits["train"][LABEL]) == {0: 16, 1: 8, 2: 4, 3: 4}
-    train_ids, test_ids = ids(splits)
-    assert sorted(train_ids + test_ids) == list(range(len(ds)))
+    ds = unbalanced_data(scale=2)
+    splits = split(ds, validation_size=0.2, test_size=0.2, seed=0)
+    assert Counter(splits["test"][LABEL]) == {0: 8, 1: 4, 2: 2, 3: 2}
+    assert Counter(splits["validation"][LABEL]) == {0: 8, 1: 4, 2: 2, 3: 2}
+    assert Counter(splits["train"][LABEL]) == {0: 24, 1: 12, 2: 6, 3: 6}
+    assert sorted(chain.from_iterable(ids(splits))) == list(range(len(ds)))
 
 
 def test_ungrouped_split_is_seeded() -> None:
     ds = unbalanced_data()
-    first = ids(split_dataset(ds, test_size=0.25, seed=11))
-    assert ids(split_dataset(ds, test_size=0.25, seed=11)) == first
-    assert ids(split_dataset(ds, test_size=0.25, seed=12)) != first
+    first = ids(split(ds, test_size=0.25, seed=11))
+    assert ids(split(ds, test_size=0.25, seed=11)) == first
+    assert ids(split(ds, test_size=0.25, seed=12)) != first
 
 
-@pytest.mark.parametrize("test_size", [0, 1, 1.5, -0.2])
-def test_bad_test_size_names_the_key(test_size: float) -> None:
-    with pytest.raises(ConfigError, match=r"data\.split\.test_size") as info:
-        split_dataset(grouped_data(), test_size=test_size, seed=0, group_by="speaker")
-    assert str(test_size) in str(info.value)
+def with_column(ds: Dataset, values: list[str]) -> Dataset:
+    return ds.add_column("part", values)
+
+
+def test_split_column_is_used_as_given() -> None:
+    ds = grouped_data(speakers=5)
+    by_speaker = {"spk0": "test", "spk1": "validation", "spk2": "dev"}
+    ds = with_column(ds, [by_speaker.get(s, "train") for s in ds["speaker"]])
+    splits = split(ds, test_size=0.2, seed=0, group_by="speaker", column="part")
+    assert set(splits["test"]["speaker"]) == {"spk0"}
+    assert set(splits["validation"]["speaker"]) == {"spk1", "spk2"}  # "dev" means validation
+    assert set(splits["train"]["speaker"]) == {"spk3", "spk4"}
+
+
+@pytest.mark.parametrize("group_by", [None, "speaker"])
+def test_a_missing_validation_part_is_carved_out_of_train(group_by: str | None) -> None:
+    ds = grouped_data(speakers=20)
+    held = {"spk0", "spk1", "spk2", "spk3"}
+    ds = with_column(ds, ["test" if s in held else "train" for s in ds["speaker"]])
+    splits = split(ds, validation_size=0.2, test_size=0.5, seed=0, group_by=group_by, column="part")
+    assert set(splits["test"]["speaker"]) == held
+    # A share of all items (0.2 x 160), out of the 128 training items.
+    assert len(splits["validation"]) == 32
+    assert Counter(splits["validation"][LABEL]) == Counter(
+        {c: len(splits["validation"]) // len(NAMES) for c in range(len(NAMES))}
+    )
+    if group_by:
+        assert not set(splits["validation"]["speaker"]) & set(splits["train"]["speaker"])
+    assert sorted(chain.from_iterable(ids(splits))) == list(range(len(ds)))
+
+
+def test_split_column_with_unknown_values_names_the_key_and_values() -> None:
+    ds = with_column(grouped_data(speakers=2), ["train", "holdout"] * 8)
+    with pytest.raises(ConfigError, match=r"data\.split\.column='part' holds \['holdout'\]"):
+        split(ds, test_size=0.2, seed=0, column="part")
+
+
+def test_split_column_missing_or_without_test_is_a_config_error() -> None:
+    ds = grouped_data(speakers=2)
+    with pytest.raises(ConfigError, match=r"data\.split\.column: column 'part' not in"):
+        split(ds, test_size=0.2, seed=0, column="part")
+    with pytest.raises(ConfigError, match=r"no item in 'test'"):
+        split(with_column(ds, ["train"] * len(ds)), test_size=0.2, seed=0, column="part")
+
+
+@pytest.mark.parametrize("key", ["test_size", "validation_size"])
+@pytest.mark.parametrize("share", [0, 1, 1.5, -0.2])
+def test_bad_share_names_the_key(key: str, share: float) -> None:
+    kwargs = {"test_size": 0.2, "validation_size": 0.1, key: share}
+    with pytest.raises(ConfigError, match=rf"data\.split\.{key}") as info:
+        split_dataset(grouped_data(), seed=0, group_by="speaker", **kwargs)
+    assert str(share) in str(info.value)
+
+
+def test_shares_adding_up_to_one_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"validation_size \+ data\.split\.test_size"):
+        split(grouped_data(), validation_size=0.5, test_size=0.5, seed=0)
 
 
 def test_unknown_group_column_names_the_key_and_column() -> None:
     with pytest.raises(ConfigError, match=r"data\.split\.group_by.*'speeker'"):
-        split_dataset(grouped_data(), test_size=0.2, seed=0, group_by="speeker")
+        split(grouped_data(), test_size=0.2, seed=0, group_by="speeker")
 
 
-def test_too_few_groups_for_the_test_share_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"data\.split\.group_by='speaker': 3 groups"):
-        split_dataset(grouped_data(speakers=3), test_size=0.2, seed=0, group_by="speaker")
+def test_too_few_groups_for_a_share_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"test_size with data\.split\.group_by='speaker': 3"):
+        split(grouped_data(speakers=3), test_size=0.2, seed=0, group_by="speaker")
+    with pytest.raises(ConfigError, match=r"validation_size with .*group_by='speaker': 4 groups"):
+        split(grouped_data(speakers=5), test_size=0.2, seed=0, group_by="speaker")

@@ -145,14 +145,21 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     run_id = json.loads(Path(cfg.paths.run).read_text())["run_id"]
     client = MlflowClient(mlflow_server)
     run = client.get_run(run_id)
+    tags = run.data.tags
     assert run.data.params["train.learning_rate"] == "0.003"
     assert run.data.params["model.config.hidden_size"] == "32"
     assert run.data.params["data.path"] == HUB_DIR
     assert len(client.get_metric_history(run_id, "train/loss")) >= 3
-    assert len(client.get_metric_history(run_id, "eval/accuracy")) == 3
+    for key in ("val/accuracy", "val/loss", "val/f1_macro"):
+        assert len(client.get_metric_history(run_id, key)) == 3, key
+    assert not [key for key in run.data.metrics if key.startswith("eval/")]
+    assert len(client.get_metric_history(run_id, "test/accuracy")) == 1
+    validation = json.loads(Path(cfg.paths.validation).read_text())
+    assert run.data.metrics["val_best/accuracy"] == pytest.approx(validation["best_accuracy"])
+    assert tags["train.best_epoch"] == str(validation["best_epoch"])
+    assert tags["train.stopped_early"] == "false"
     assert run.data.metrics["test/accuracy"] == pytest.approx(metrics["accuracy"])
     assert run.data.metrics["test/f1_macro"] == pytest.approx(metrics["f1_macro"])
-    tags = run.data.tags
     assert tags["data.digest"] == json.loads(Path(cfg.paths.manifest).read_text())["digest"]
     assert tags["git.commit"]
     assert tags["accelerate.num_processes"] == "1"
@@ -175,6 +182,77 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     assert inputs and inputs[0].dataset.digest == tags["data.digest"][:32]
     versions = client.search_model_versions("name='audioclf-intent'")
     assert [v.run_id for v in versions] == [run_id]
+
+
+def test_train_stage_never_opens_the_test_split(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training reads train and validation only: it runs with the test split's files gone,
+    and the datasets it loads come from those two folders."""
+    import shutil
+
+    import datasets
+
+    cfg = trained_project.cfg()
+    features = Path(cfg.paths.features)
+    shutil.rmtree(features / "test")
+    opened: list[str] = []
+    load = datasets.Dataset.load_from_disk
+
+    def recording_load(path: str, *args, **kwargs):
+        opened.append(Path(path).name)
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "load_from_disk", recording_load)
+    run_stage(train, ["train.epochs=1"])
+    assert sorted(opened) == ["train", "validation"]
+    assert (Path(cfg.paths.model) / "model.safetensors").is_file()
+
+
+def test_early_stopping_stops_and_exports_the_best_model(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation accuracy (scripted) peaks at epoch 2 and then falls: patience 2 stops the
+    run after epoch 4, and models/final holds the epoch-2 weights, not the last ones."""
+    from mlflow.tracking import MlflowClient
+
+    from audioclf.training import loop
+
+    scripted = iter([0.5, 0.8, 0.7, 0.6])
+    real_metrics = loop.eval_metrics
+
+    def scripted_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        return {**real_metrics(logits, labels), "accuracy": next(scripted)}
+
+    monkeypatch.setattr(loop, "eval_metrics", scripted_metrics)
+    run_stage(train, ["train.epochs=6", "train.early_stopping_patience=2"])
+
+    cfg = trained_project.cfg()
+    state = json.loads(Path(cfg.paths.checkpoints, "last", "train_state.json").read_text())
+    assert state["epoch"] == 4 and state["stopped_early"] and state["best_epoch"] == 2
+    assert [e["accuracy"] for e in state["evals"]] == [0.5, 0.8, 0.7, 0.6]
+    exported = load_file(str(Path(cfg.paths.model, "model.safetensors")))
+    best = load_file(str(Path(cfg.paths.checkpoints, "best", "model.safetensors")))
+    last = load_file(str(Path(cfg.paths.checkpoints, "last", "model.safetensors")))
+    assert exported.keys() == best.keys()
+    for name, tensor in best.items():
+        np.testing.assert_array_equal(exported[name], tensor)
+    assert any(not np.array_equal(exported[name], last[name]) for name in best)
+    validation = json.loads(Path(cfg.paths.validation).read_text())
+    assert validation["best_accuracy"] == 0.8 and validation["stopped_early"] is True
+    assert validation["epochs_trained"] == 4
+
+    run_id = json.loads(Path(cfg.paths.run).read_text())["run_id"]
+    run = MlflowClient(f"sqlite:///{trained_project.root / 'mlflow.db'}").get_run(run_id)
+    assert run.data.tags["train.stopped_early"] == "true"
+    assert run.data.tags["train.best_epoch"] == "2"
+
+    monkeypatch.setattr(loop, "eval_metrics", real_metrics)
+    run_stage(train, ["train.epochs=3", "train.export=last"])
+    exported = load_file(str(Path(cfg.paths.model, "model.safetensors")))
+    last = load_file(str(Path(cfg.paths.checkpoints, "last", "model.safetensors")))
+    for name, tensor in last.items():
+        np.testing.assert_array_equal(exported[name], tensor)
 
 
 @pytest.mark.slow
@@ -266,6 +344,7 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(
     assert b_state["finished"] and b_state["epoch"] == 12
     assert b_state["run_id"] == interrupted["run_id"]
     assert [e["accuracy"] for e in b_state["evals"]] == [e["accuracy"] for e in a_state["evals"]]
+    assert b_state["best_epoch"] == a_state["best_epoch"]
     np.testing.assert_allclose(
         [e["loss"] for e in b_state["evals"]], [e["loss"] for e in a_state["evals"]], rtol=1e-5
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 import mlflow
 import yaml
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
@@ -321,6 +322,20 @@ def log_training_outputs(
         if (checkpoints / name).is_dir():
             client.log_artifacts(run_id, str(checkpoints / name), f"checkpoints/{name}")
     log_pyfunc_model(run_id, Path(cfg.paths.model), cfg.tracking.registered_model_name)
+
+
+def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
+    """The best validation figures as ``val_best/*`` metrics; how training ended as tags."""
+    client = MlflowClient()
+    numbers = {k[len("best_") :]: v for k, v in summary.items() if k.startswith("best_")}
+    client.log_batch(
+        run_id,
+        metrics=[metric(f"val_best/{k}", v) for k, v in numbers.items() if k != "epoch"],
+        tags=[
+            RunTag(f"train.{key}", str(summary[key]).lower())
+            for key in ("best_epoch", "epochs_trained", "stopped_early")
+        ],
+    )
 
 
 def metric(key: str, value: float, step: int = 0) -> Any:

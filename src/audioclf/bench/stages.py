@@ -51,9 +51,9 @@ def run_recipe_stages(
     from datasets import DatasetDict, load_from_disk
 
     features = load_from_disk(str(ws.root / ws.cfg().paths.features))
+    rows = {"train": train_rows, "validation": test_rows, "test": test_rows}
     subset = DatasetDict(
-        train=features["train"].select(range(min(train_rows, len(features["train"])))),
-        test=features["test"].select(range(min(test_rows, len(features["test"])))),
+        {name: ds.select(range(min(rows[name], len(ds)))) for name, ds in features.items()}
     )
     subset.save_to_disk(str(scratch / "features"))
     plain = OmegaConf.to_container(recipe, resolve=True)

@@ -153,7 +153,7 @@ def train_throughput(
     if len(train) < rows:  # small data (--smoke): repeat it
         train = train.select([i % len(train) for i in range(rows)])
     train = _looped(train.select(range(rows)), name, crop)
-    subset = DatasetDict({"train": train, "test": splits["test"].select(range(1))})
+    subset = DatasetDict({"train": train, "validation": splits["test"].select(range(1))})
     ours_cfg = OmegaConf.merge(cfg, {"train": {"epochs": 1}})
     per_round = []
     step_ms: dict[str, list[float]] = {"ours": [], "bare": []}

@@ -54,6 +54,7 @@ SMOKE_DATA = "data/smoke_hub"
 SMOKE_DATA_OVERRIDES = (
     f"data.path={SMOKE_DATA}",
     f"data.tracked_path={SMOKE_DATA}",
+    "data.split.validation_size=0.2",  # 5 speakers: one each for test and validation
     "audio.num_proc=1",
 )
 STAGES = ("download", "resample", "featurize", "train", "evaluate")

@@ -26,6 +26,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """Everything an audit needs: source, revision, counts, label names, item hashes, skips."""
     names = splits["train"].features[LABEL].names
+    group_by = data.split.get("group_by")
     items = [
         {"split": split, "path": path, "label": names[label], "sha256": digest}
         for split in splits
@@ -46,6 +47,9 @@ def build_manifest(
         "class_counts": {
             split: {names[k]: n for k, n in sorted(Counter(ds[LABEL]).items())}
             for split, ds in splits.items()
+        },
+        "groups": {
+            split: sorted(set(ds[group_by])) if group_by else None for split, ds in splits.items()
         },
         "items": items,
         "skipped": skipped,

@@ -23,6 +23,7 @@ from audioclf.config import ConfigError, require
 AUDIO = "audio"
 LABEL = "intent_class"
 PROBLEM = "problem"
+SPLIT = "split"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -37,7 +38,7 @@ def load_source(data: DictConfig) -> Dataset:
         return load_hub(
             require(data, "path"),
             config_name=data.get("config_name"),
-            split=data.get("split_name") or "train",
+            split=data.get("split_name"),
             revision=data.get("revision"),
             audio_column=data.get("audio_column") or AUDIO,
             label_column=data.get("label_column") or LABEL,
@@ -55,7 +56,7 @@ def load_hub(
     path: str,
     *,
     config_name: str | None,
-    split: str,
+    split: str | None,
     revision: str | None,
     audio_column: str = AUDIO,
     label_column: str = LABEL,
@@ -64,6 +65,8 @@ def load_hub(
 
     A local directory laid out like the Hub repo (dataset card with ``configs`` + parquet
     files) goes through the same ``load_dataset`` call as the Hub id, with its own cache.
+    ``split=None`` loads every split of the config, each item's split name in column
+    ``split`` (``data.split.column: split`` keeps them as the dataset gives them).
     """
     local = Path(path).is_dir()
     where = f"local directory {path}" if local else f"Hugging Face Hub dataset '{path}'"
@@ -75,6 +78,10 @@ def load_hub(
             revision=None if local else revision,
             cache_dir=_local_cache_dir(Path(path)) if local else None,
         )
+        if split is None:
+            ds = datasets.concatenate_datasets(
+                [part.add_column(SPLIT, [name] * len(part)) for name, part in ds.items()]
+            )
     except Exception as err:
         hint = (
             ""

@@ -1,4 +1,10 @@
-"""The train/test split: seeded, stratified by label, optionally grouped (no group in both)."""
+"""Train, validation and test: seeded, stratified by label, optionally grouped (no group in two).
+
+Training picks its checkpoint and stops early on ``validation``; only the evaluate stage reads
+``test``, once. A source that already says which item goes where (a column of an audiofolder's
+``metadata.csv``, a Hub dataset's own splits) is taken as given; a missing validation part is
+carved out of train by the same rule as a split made from scratch.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +15,104 @@ from sklearn.model_selection import StratifiedGroupKFold
 from audioclf.config import ConfigError
 from audioclf.data.sources import LABEL
 
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"valid": "validation", "val": "validation", "dev": "validation"}
+
 
 def split_dataset(
-    ds: Dataset, *, test_size: float, seed: int, group_by: str | None = None
+    ds: Dataset,
+    *,
+    validation_size: float,
+    test_size: float,
+    seed: int,
+    group_by: str | None = None,
+    column: str | None = None,
 ) -> DatasetDict:
-    """Split into ``train`` and ``test``.
+    """Split into ``train``, ``validation`` and ``test``.
 
-    Ungrouped: datasets' stratified ``train_test_split``. Grouped: the first fold of a
-    shuffled ``StratifiedGroupKFold`` with ``round(1 / test_size)`` folds, which keeps every
-    group on one side and the label mix of both sides close.
+    ``validation_size`` and ``test_size`` are shares of all items. With ``column``, each item
+    goes where that column says (``train``/``validation``/``test``) and only a missing
+    validation part is carved out of train.
     """
-    if not 0 < test_size < 1:
-        raise ConfigError(f"data.split.test_size must be in (0, 1), got {test_size}")
-    if group_by is None:
-        parts = ds.train_test_split(
-            test_size=test_size, stratify_by_column=LABEL, seed=seed, shuffle=True
-        )
-        return DatasetDict(train=parts["train"], test=parts["test"])
-    if group_by not in ds.column_names:
+    _check_share("data.split.validation_size", validation_size)
+    if group_by is not None and group_by not in ds.column_names:
         raise ConfigError(
             f"data.split.group_by: column {group_by!r} not in the dataset ({ds.column_names})"
         )
+    if column is not None:
+        parts = _given_splits(ds, column)
+    else:
+        _check_share("data.split.test_size", test_size)
+        if validation_size + test_size >= 1:
+            raise ConfigError(
+                "data.split.validation_size + data.split.test_size must be below 1, got "
+                f"{validation_size} + {test_size}"
+            )
+        rest, test = hold_out(ds, test_size, seed, group_by, "data.split.test_size")
+        parts = {"train": rest, "test": test}
+    if "validation" not in parts:
+        share = validation_size * len(ds) / len(parts["train"])
+        if not 0 < share < 1:
+            raise ConfigError(
+                f"data.split.validation_size={validation_size} of {len(ds)} items cannot come "
+                f"out of {len(parts['train'])} training items"
+            )
+        parts["train"], parts["validation"] = hold_out(
+            parts["train"], share, seed, group_by, "data.split.validation_size"
+        )
+    return DatasetDict({name: parts[name] for name in SPLITS})
+
+
+def hold_out(
+    ds: Dataset, share: float, seed: int, group_by: str | None, key: str
+) -> tuple[Dataset, Dataset]:
+    """``(rest, held)``: a stratified share of ``ds``, whole groups only when ``group_by``.
+
+    Ungrouped: datasets' stratified ``train_test_split``. Grouped: the first fold of a
+    shuffled ``StratifiedGroupKFold`` with ``round(1 / share)`` folds, which keeps every group
+    on one side and the label mix of both sides close.
+    """
+    if group_by is None:
+        try:
+            parts = ds.train_test_split(
+                test_size=share, stratify_by_column=LABEL, seed=seed, shuffle=True
+            )
+        except ValueError as err:
+            raise ConfigError(f"{key}: a share of {share:.3g} of {len(ds)} items: {err}") from err
+        return parts["train"], parts["test"]
     groups = np.asarray(ds[group_by])
-    n_splits = max(2, round(1 / test_size))
-    if len(set(groups.tolist())) < n_splits:
+    n_splits = max(2, round(1 / share))
+    n_groups = len(set(groups.tolist()))
+    if n_groups < n_splits:
         raise ConfigError(
-            f"data.split.group_by={group_by!r}: {len(set(groups.tolist()))} groups cannot "
-            f"give a test share of {test_size}"
+            f"{key} with data.split.group_by={group_by!r}: {n_groups} groups cannot give a "
+            f"share of {share:.3g}"
         )
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, test_idx = next(folds.split(np.zeros(len(ds)), ds[LABEL], groups))
-    return DatasetDict(train=ds.select(np.sort(train_idx)), test=ds.select(np.sort(test_idx)))
+    rest, held = next(folds.split(np.zeros(len(ds)), ds[LABEL], groups))
+    return ds.select(np.sort(rest)), ds.select(np.sort(held))
+
+
+def _given_splits(ds: Dataset, column: str) -> dict[str, Dataset]:
+    if column not in ds.column_names:
+        raise ConfigError(
+            f"data.split.column: column {column!r} not in the dataset ({ds.column_names})"
+        )
+    names = np.asarray([SPLIT_ALIASES.get(str(v).strip(), str(v).strip()) for v in ds[column]])
+    unknown = sorted(set(names.tolist()) - set(SPLITS))
+    if unknown:
+        raise ConfigError(
+            f"data.split.column={column!r} holds {unknown}; each item must say one of {SPLITS}"
+        )
+    parts = {name: ds.select(np.flatnonzero(names == name)) for name in SPLITS}
+    for required in ("train", "test"):
+        if not len(parts[required]):
+            raise ConfigError(f"data.split.column={column!r} puts no item in {required!r}")
+    if not len(parts["validation"]):
+        del parts["validation"]
+    return parts
+
+
+def _check_share(key: str, share: float) -> None:
+    if share is None or not 0 < share < 1:
+        raise ConfigError(f"{key} must be in (0, 1), got {share}")

@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,19 @@ def save_splits(splits: DatasetDict, target: str | Path, key: str) -> None:
         clean.save_to_disk(str(tmp))
 
 
-def load_splits(path: str | Path, what: str) -> DatasetDict:
-    """Load a stage output, naming the stage that makes it when it is missing."""
+def load_splits(path: str | Path, what: str, names: Sequence[str] | None = None) -> DatasetDict:
+    """Load a stage output (only the splits ``names``, when given), naming the stage that
+    makes it when it is missing. Splits not named are never opened: training reads no test."""
     path = Path(path)
-    if not (path / "dataset_dict.json").is_file():
+    index = path / "dataset_dict.json"
+    if not index.is_file():
         raise FileNotFoundError(f"{path} is not a saved dataset; run the {what} stage first")
-    return datasets.load_from_disk(str(path))
+    if names is None:
+        return datasets.load_from_disk(str(path))
+    saved = json.loads(index.read_text())["splits"]
+    missing = [name for name in names if name not in saved]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} has no split(s) {missing} (it has {saved}); rerun the {what} stage"
+        )
+    return DatasetDict({name: Dataset.load_from_disk(str(path / name)) for name in names})

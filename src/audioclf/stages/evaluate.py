@@ -1,4 +1,4 @@
-"""evaluate: score the trained model on the whole test clips; log into the train stage's run.
+"""evaluate: score the exported model once on the whole test clips; log into the train run.
 
 python -m audioclf.stages.evaluate train.eval_batch_size=1
 """
@@ -22,7 +22,7 @@ from audioclf.training.loop import predict
 
 def evaluate(cfg: DictConfig) -> None:
     """Write paths.metrics, paths.per_class, paths.predictions and paths.confusion_png."""
-    test = load_splits(cfg.paths.features, "featurize")["test"]
+    test = load_splits(cfg.paths.features, "featurize", names=("test",))["test"]
     model_dir = Path(cfg.paths.model)
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
     model = AutoModelForAudioClassification.from_pretrained(model_dir, use_safetensors=True)

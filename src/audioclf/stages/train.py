@@ -15,16 +15,16 @@ from accelerate import Accelerator, PartialState
 from omegaconf import DictConfig
 
 from audioclf import tracking
-from audioclf.data.store import load_splits
+from audioclf.data.store import load_splits, write_json
 from audioclf.stages import run_stage
 from audioclf.training.checkpoints import TrainState
 from audioclf.training.loop import fit
-from audioclf.training.report import write_train_log
+from audioclf.training.report import validation_summary, write_train_log
 
 
 def train(cfg: DictConfig) -> None:
-    """Write paths.model, paths.checkpoints, paths.run and paths.train_log."""
-    splits = load_splits(cfg.paths.features, "featurize")
+    """Write paths.model, paths.checkpoints, paths.run, paths.train_log, paths.validation."""
+    splits = load_splits(cfg.paths.features, "featurize", names=("train", "validation"))
     manifest = json.loads(Path(cfg.paths.manifest).read_text())
     tracking.configure(cfg.tracking)
     params, long_values = tracking.flat_params(cfg)
@@ -62,6 +62,9 @@ def train(cfg: DictConfig) -> None:
     if not PartialState().is_main_process:
         return
     write_train_log(state, Path(cfg.paths.train_log))
+    summary = validation_summary(state)
+    write_json(cfg.paths.validation, summary)
+    tracking.log_validation_summary(state.run_id, summary)
     tracking.log_training_outputs(
         state.run_id,
         cfg,

@@ -26,8 +26,9 @@ class TrainState:
     global_step: int = 0
     finished: bool = False
     run_id: str | None = None
-    best_metric: float | None = None
+    best: dict[str, float] | None = None
     best_epoch: int | None = None
+    stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
 

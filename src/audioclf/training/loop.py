@@ -19,18 +19,21 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from audioclf.config import ConfigError
 from audioclf.data.store import atomic_path, fingerprint
 from audioclf.models import build_feature_extractor, build_model
 from audioclf.training import checkpoints
 from audioclf.training.checkpoints import TrainState
-from audioclf.training.data import make_loader
+from audioclf.training.data import WaveAugment, make_loader
 
 log = logging.getLogger(__name__)
 
 OnStart = Callable[[Accelerator, TrainState], None]
+EXPORTS = ("best", "last")
 
 
 def make_accelerator(train: DictConfig, log_with: str | None = None) -> Accelerator:
@@ -62,20 +65,42 @@ def predict(
 
 
 def eval_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Quick monitoring metrics during training (the evaluate stage computes the full set)."""
+    """Validation metrics during training (the evaluate stage computes the full set on test)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    predictions = logits.argmax(axis=1)
     return {
-        "accuracy": float((logits.argmax(axis=1) == labels).mean()),
+        "accuracy": float((predictions == labels).mean()),
         "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "f1_macro": float(
+            f1_score(
+                labels,
+                predictions,
+                labels=list(range(logits.shape[1])),
+                average="macro",
+                zero_division=0,
+            )
+        ),
     }
 
 
-def is_better(metric: str, value: float, best: float | None) -> bool:
-    """Losses improve downwards, every other metric upwards."""
+def is_better(metric: str, scores: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Losses improve downwards, every other metric upwards; a tie goes to the lower loss.
+
+    A small validation set saturates accuracy early: the tie-break keeps improving the choice.
+    """
     if best is None:
         return True
-    return value < best if "loss" in metric else value > best
+    sign = -1.0 if "loss" in metric else 1.0
+    if scores[metric] != best[metric]:
+        return sign * scores[metric] > sign * best[metric]
+    return metric != "loss" and scores["loss"] < best["loss"]
+
+
+def evals_without_improvement(state: TrainState) -> int:
+    """Evaluations since the best one (all of them when none was best yet)."""
+    best = state.best_epoch
+    return sum(1 for row in state.evals if best is None or row["epoch"] > best)
 
 
 def fit(
@@ -87,14 +112,19 @@ def fit(
     log_with: str | None = None,
     on_start: OnStart | None = None,
 ) -> TrainState:
-    """Train ``cfg.model`` on ``splits['train']``, evaluating on ``splits['test']``.
+    """Train ``cfg.model`` on ``splits['train']``, evaluating on ``splits['validation']``.
 
+    The ``best`` checkpoint is chosen on validation (``train.best_metric``); with
+    ``train.early_stopping_patience`` a run stops after that many evaluations without
+    improvement. ``model_dir`` gets the best model (``train.export: best``) or the last one.
     Resumes from ``checkpoint_dir/last`` when it holds an unfinished run of the same config.
     ``on_start`` runs on every process once the Accelerator and state exist (it starts the
     trackers; the run id it records in ``state.run_id`` is kept for a resume). Writes a
     ``save_pretrained`` folder to ``model_dir`` on the main process; ends the trackers.
     """
     train = cfg.train
+    if train.export not in EXPORTS:
+        raise ConfigError(f"train.export must be one of {EXPORTS}, got {train.export!r}")
     accelerator = make_accelerator(train, log_with)
     set_seed(cfg.seed)
     label_names = splits["train"].features["label"].names
@@ -109,10 +139,10 @@ def fit(
         crop_samples=crop,
         seed=cfg.seed,
         shuffle=True,
-        speed_range=train.get("speed_perturb"),
+        augment=WaveAugment.from_config(train.get("augment")),
     )
-    test_loader = make_loader(
-        splits["test"],
+    val_loader = make_loader(
+        splits["validation"],
         extractor,
         batch_size=train.eval_batch_size,
         crop_samples=None,
@@ -133,8 +163,8 @@ def fit(
         num_warmup_steps=int(train.warmup_ratio * total_steps),
         num_training_steps=total_steps,
     )
-    model, optimizer, train_loader, test_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, test_loader, scheduler
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler
     )
 
     config_hash = fingerprint(
@@ -156,7 +186,10 @@ def fit(
         on_start(accelerator, state)
 
     metric = train.best_metric
+    patience = train.get("early_stopping_patience")
     for epoch in range(state.epoch, train.epochs):
+        if state.stopped_early:  # a resumed run that had already stopped
+            break
         # Accelerate passes the epoch on to the crops and (one process) to the batches, which
         # it re-seeds with its own pass counter; wrapped for several processes, it cannot.
         train_loader.set_epoch(epoch)
@@ -198,20 +231,37 @@ def fit(
                     step=state.global_step,
                 )
         state.epoch = epoch + 1
-        last_epoch = state.epoch == train.epochs
         improved = False
-        if state.epoch % train.eval_every_n_epochs == 0 or last_epoch:
-            scores = eval_metrics(*predict(accelerator, model, test_loader))
+        if state.epoch % train.eval_every_n_epochs == 0 or state.epoch == train.epochs:
+            scores = eval_metrics(*predict(accelerator, model, val_loader))
             state.evals.append({"epoch": state.epoch, "step": state.global_step, **scores})
-            accelerator.log({f"eval/{k}": v for k, v in scores.items()}, step=state.global_step)
-            log.info("epoch %d: %s", state.epoch, scores)
-            if is_better(metric, scores[metric], state.best_metric):
-                state.best_metric, state.best_epoch, improved = scores[metric], state.epoch, True
+            accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=state.global_step)
+            log.info("epoch %d: validation %s", state.epoch, scores)
+            if is_better(metric, scores, state.best):
+                state.best, state.best_epoch, improved = scores, state.epoch, True
+            if patience is not None and evals_without_improvement(state) >= patience:
+                state.stopped_early = True
+                log.info(
+                    "early stopping after epoch %d: val/%s has not improved for %d "
+                    "evaluations (best %.4f at epoch %d)",
+                    state.epoch,
+                    metric,
+                    patience,
+                    state.best[metric],
+                    state.best_epoch,
+                )
         if improved:
             checkpoints.save(accelerator, checkpoint_dir, "best", state)
+        last_epoch = state.epoch == train.epochs or state.stopped_early
         if state.epoch % train.checkpoint_every_n_epochs == 0 or last_epoch:
             checkpoints.save(accelerator, checkpoint_dir, "last", state)
+        if state.stopped_early:
+            break
 
+    best_dir = checkpoint_dir / "best"
+    if train.export == "best" and state.best_epoch is not None and state.best_epoch != state.epoch:
+        accelerator.load_state(str(best_dir))
+        log.info("exporting the best model (epoch %d) to %s", state.best_epoch, model_dir)
     if accelerator.is_main_process:
         checkpoints.mark_finished(checkpoint_dir)
         save_model(accelerator.unwrap_model(model), extractor, model_dir)

@@ -1,9 +1,10 @@
-"""Files the train stage leaves for DVC plots and for people: the training curve."""
+"""Files the train stage leaves for DVC and for people: the training curve, the best validation."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from audioclf.training.checkpoints import TrainState
 
@@ -18,3 +19,17 @@ def write_train_log(state: TrainState, path: Path) -> None:
             writer.writerow(
                 [row["step"], row["epoch"], f"{row['loss']:.6f}", f"{row['learning_rate']:.3e}"]
             )
+
+
+def validation_summary(state: TrainState) -> dict[str, Any]:
+    """The best validation figures and when training stopped: DVC metrics beside test's.
+
+    Choose among runs by these (``dvc exp show``); report the test figures of the one chosen.
+    """
+    best = state.best or {}
+    return {
+        **{f"best_{k}": v for k, v in best.items()},
+        "best_epoch": state.best_epoch,
+        "epochs_trained": state.epoch,
+        "stopped_early": state.stopped_early,
+    }
