@@ -23,7 +23,7 @@ test: $(VENV)/.installed lint
 	python -m pytest -q
 
 lint: $(VENV)/.installed
-	ruff check src tests scripts
+	ruff check src tests scripts benchmarks
 
 params: $(VENV)/.installed
 	audioclf params

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.datagen import (
+# huggingface_hub and datasets read these once, when they are first imported, so they are set
+# here, before any test module imports them (the autouse fixture below sets them again for
+# subprocesses). The Hugging Face cache goes to a throwaway directory for the session.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+HF_HOME = tempfile.mkdtemp(prefix="audioclf-tests-hf-")
+os.environ["HF_HOME"] = HF_HOME
+os.environ["DVC_NO_ANALYTICS"] = "1"
+SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+from tests.datagen import (  # noqa: E402  (after the environment above)
     FOLDER_DIR,
     FOLDER_OVERRIDES,
     HUB_DIR,
@@ -22,16 +32,6 @@ from tests.datagen import (
     write_audiofolder,
     write_hub_repo,
 )
-
-# huggingface_hub and datasets read these once, when they are first imported, so they are set
-# here, before any test module imports them (the autouse fixture below sets them again for
-# subprocesses). The Hugging Face cache goes to a throwaway directory for the session.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
-HF_HOME = tempfile.mkdtemp(prefix="audioclf-tests-hf-")
-os.environ["HF_HOME"] = HF_HOME
-os.environ["DVC_NO_ANALYTICS"] = "1"
-SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -281,7 +281,7 @@ FOLDER_OVERRIDES = (
 
 # A model and recipe small enough to train in seconds on the tiny generated data (the bench's
 # fast pipeline uses the same one).
-TINY_TRAIN_OVERRIDES = fast_train_overrides(conv_layers=6)
+TINY_TRAIN_OVERRIDES = fast_train_overrides()
 
 
 # --------------------------------------------------------------------------- git + DVC repos

@@ -24,6 +24,7 @@ from tests.datagen import (
     HUB_CLASSES,
     HUB_DIR,
     HUB_OVERRIDES,
+    HUB_PARQUET,
     HUB_SPEAKERS,
     REPO_ROOT,
     FolderItem,
@@ -120,6 +121,36 @@ def test_audiofolder_manifest_hashes_the_files(folder_project: Project) -> None:
     check_manifest_matches_raw(manifest)
     raw = load_splits(RAW, "download")
     assert {"speaker", "note", "duration_s", "sha256"} <= set(raw["train"].column_names)
+
+
+def test_hub_datasets_own_splits_are_kept_through_the_split_column(project: Project) -> None:
+    """split_name=null loads every split of the config; data.split.column=split keeps them,
+    and a validation part the dataset lacks is carved out of its train split by speaker."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root = project.root / HUB_DIR
+    write_hub_repo(root, hub_rows())
+    table = pq.read_table(root / HUB_PARQUET)
+    held = pc.equal(table.column("speaker"), "speaker0")
+    pq.write_table(table.filter(held), root / "en-US/test-00000-of-00001.parquet")
+    pq.write_table(table.filter(pc.invert(held)), root / HUB_PARQUET)
+    card = (root / "README.md").read_text()
+    card = card.replace(
+        "    path: en-US/train-*\n",
+        "    path: en-US/train-*\n  - split: test\n    path: en-US/test-*\n",
+    )
+    (root / "README.md").write_text(card)
+    project.write_params(*HUB_OVERRIDES, "data.split_name=null", "data.split.column=split")
+
+    run_stage(download, [])
+    manifest = read_manifest()
+    check_manifest_matches_raw(manifest)
+    assert manifest["groups"]["test"] == ["speaker0"]
+    assert manifest["num_rows"]["test"] == 8
+    train, validation = set(manifest["groups"]["train"]), set(manifest["groups"]["validation"])
+    assert validation and not train & validation
+    assert train | validation == set(HUB_SPEAKERS) - {"speaker0"}
 
 
 def test_split_overrides_reach_the_manifest(hub_project: Project) -> None:

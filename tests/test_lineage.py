@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -117,6 +118,8 @@ def test_audit_by_run_id_registered_model_alias_and_model_dir(
 def test_verify_names_a_corrupted_raw_audio_item(
     in_repo: tuple[Path, str], capsys: pytest.CaptureFixture
 ) -> None:
+    """Bit rot in the workspace alone: the DVC cache still holds the run's data (exit 0).
+    In the cache too: verification fails, naming the file and the audio clip."""
     repo, run_id = in_repo
     code, out, _ = lineage(capsys, run_id, "--verify")
     assert code == 0, out
@@ -129,26 +132,41 @@ def test_verify_names_a_corrupted_raw_audio_item(
     row = train.cast_column("audio", datasets.Audio(decode=False))[3]
     arrow = repo / RAW_ARROW
     original = arrow.read_bytes()
+    md5 = hashlib.md5(original).hexdigest()
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    assert cached.read_bytes() == original
     at = original.find(row["audio"]["bytes"]) + len(row["audio"]["bytes"]) // 2
     assert at > 0
-    os.chmod(arrow, 0o644)
-    arrow.write_bytes(original[:at] + bytes(8) + original[at + 8 :])
+    rotten = original[:at] + bytes(8) + original[at + 8 :]
+    for file in (arrow, cached):
+        os.chmod(file, 0o644)
     try:
+        arrow.write_bytes(rotten)
+        code, out, _ = lineage(capsys, run_id, "--verify", "--json")
+        assert code == 0
+        checks = json.loads(out)["verify"]["checks"]
+        raw = next(c for c in checks if c["path"] == "data/raw")
+        assert raw["status"] == "in cache" and "another version" in raw["detail"]
+        assert [c["status"] for c in checks if c["kind"] == "raw item"] == ["skipped"]
+
+        cached.write_bytes(rotten)
         code, out, err = lineage(capsys, run_id, "--verify", "--json")
     finally:
         arrow.write_bytes(original)
+        cached.write_bytes(original)
     assert code == 1
     assert "stage 'download'" in err and RAW_ARROW in err and row["path"] in err
     checks = json.loads(out)["verify"]
     assert not checks["ok"]
-    failed = [c for c in checks["checks"] if c["status"] != "ok"]
+    failed = [c for c in checks["checks"] if not c["status"].startswith(("ok", "in "))]
     assert failed[0]["files"] == [RAW_ARROW]
+    assert "not intact in the DVC cache" in failed[0]["detail"]
     assert any(c["kind"] == "raw item" and row["path"] in c["path"] for c in failed)
     assert lineage(capsys, run_id, "--verify")[0] == 0  # restored
 
 
 @pytest.mark.slow
-def test_verify_names_a_changed_source_audio_item(
+def test_verify_finds_a_changed_source_in_the_runs_commit(
     in_repo: tuple[Path, str], capsys: pytest.CaptureFixture
 ) -> None:
     repo, _ = in_repo
@@ -163,7 +181,9 @@ def test_verify_names_a_changed_source_audio_item(
     finally:
         shutil.rmtree(source)
         shutil.copytree(backup, source)
-    assert code == 1
-    assert "verify: FAILED at stage 'download' dep data/tiny_hub" in out
-    assert rows[5]["path"] in err and HUB_DIR in err
+    # The run's source is intact in the commit it ran from: found there, with no checkout.
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    assert code == 0, out + err
+    assert f"in git     download  dep         {HUB_DIR}  intact in git commit {commit[:7]}" in out
+    assert "the workspace holds another version" in out
     assert (repo / HUB_DIR / HUB_PARQUET).is_file()

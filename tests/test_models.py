@@ -57,11 +57,19 @@ def test_checkpoint_from_local_directory_gets_labels_and_frozen_encoder(
     assert extractor.sampling_rate == 16000 and not extractor.return_attention_mask
 
 
-def test_tiny_model_is_built_from_config_with_random_weights() -> None:
-    cfg = compose_conf([])
+@pytest.mark.parametrize(
+    ("overrides", "model_type"),
+    [([], "audioclf_logmel_cnn"), (["model=tiny", "train=tiny"], "wav2vec2")],
+)
+def test_from_scratch_models_are_built_from_config_with_random_weights(
+    overrides: list[str], model_type: str
+) -> None:
+    cfg = compose_conf(overrides)
     model = build_model(cfg.model, LABELS)
-    assert model.config.model_type == "wav2vec2"
-    assert model.config.hidden_size == cfg.model.config.hidden_size
+    assert model.config.model_type == model_type
+    for key, value in cfg.model.config.items():
+        if key != "model_type":
+            assert getattr(model.config, key) == value, key
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
     extractor = build_feature_extractor(cfg.model)
     assert extractor.sampling_rate == cfg.audio.sampling_rate == 8000

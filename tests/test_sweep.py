@@ -117,3 +117,41 @@ def test_queued_sweep_gives_one_named_mlflow_run_per_experiment(
     assert report["dvc_experiment"]["name"] == runs[0].info.run_name
     assert report["dvc_experiment"]["commit"] == experiments[runs[0].info.run_name][0]
     assert report["dvc_experiment"]["run_file_names_this_run"] is True
+
+    # Every run of the sweep is verifiable while the workspace holds neither model: each
+    # path is found intact in the workspace, the DVC cache or the experiment's commit.
+    assert not (repo / "models" / "final").exists()
+    for run in runs:
+        assert main(["lineage", run.info.run_id, "--verify", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        checks = {c["path"]: c for c in report["verify"]["checks"]}
+        assert checks["models/final"]["status"] == "in cache"
+        assert report["code"]["git_dirty"] == "false"  # the experiment's params.yaml is no dirt
+        assert report["environment"]["torch"] and report["environment"]["torch_threads"] >= 1
+        assert run.data.tags["env.transformers"] == report["environment"]["transformers"]
+    experiment = client.get_experiment_by_name("audioclf")
+    assert not [k for k in experiment.tags if k.startswith(("git.", "dvc.", "data."))]
+
+    # One cached file of one run's model corrupted: that run fails, naming the file.
+    run_id = runs[0].info.run_id
+    main(["lineage", run_id, "--json"])
+    model_out = next(
+        out
+        for stage in json.loads(capsys.readouterr().out)["dvc_lock"]["stages"].values()
+        for out in stage.get("outs") or []
+        if out["path"] == "models/final"
+    )
+    listing = json.loads((cache_file(repo, model_out["md5"])).read_text())
+    weights = next(entry for entry in listing if entry["relpath"] == "model.safetensors")
+    cached = cache_file(repo, weights["md5"])
+    cached.chmod(0o644)
+    cached.write_bytes(b"not the weights")
+    assert main(["lineage", run_id, "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "models/final/model.safetensors" in err
+    assert main(["lineage", runs[1].info.run_id, "--verify"]) == 0
+
+
+def cache_file(repo: Path, md5: str) -> Path:
+    """Where DVC keeps an object of its cache (``files/md5/ab/cdef...``)."""
+    return repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]

@@ -147,7 +147,7 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     run = client.get_run(run_id)
     tags = run.data.tags
     assert run.data.params["train.learning_rate"] == "0.003"
-    assert run.data.params["model.config.hidden_size"] == "32"
+    assert run.data.params["model.config.channels"] == "[8, 16]"
     assert run.data.params["data.path"] == HUB_DIR
     assert len(client.get_metric_history(run_id, "train/loss")) >= 3
     for key in ("val/accuracy", "val/loss", "val/f1_macro"):

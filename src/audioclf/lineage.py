@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from audioclf import tracking
+from audioclf import environment, tracking
 
 PIPELINE = ("download", "resample", "featurize", "train", "evaluate")
 RUN_TAGS = ("git.", "dvc.", "data.", "accelerate.", tracking.SWEEP_TAG, tracking.MODEL_DIGEST_TAG)
@@ -39,8 +39,9 @@ class LineageError(RuntimeError):
 
 @dataclass
 class Check:
-    """One verified path or audio item. ``status`` is ``ok``, ``in cache`` (missing from the
-    workspace, intact in the DVC cache) or a failure: ``changed``, ``missing``, ``unreadable``."""
+    """One verified path or audio item. ``status`` says where the run's version is intact:
+    ``ok`` (the workspace), ``in cache`` (the DVC cache), ``in git`` (the run's experiment or
+    commit); or a failure: ``changed``, ``missing``, ``unreadable``."""
 
     stage: str
     kind: str  # dep, out, source item, raw item
@@ -51,7 +52,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "in cache", "skipped")
+        return self.status in ("ok", "in cache", "in git", "skipped")
 
 
 # --------------------------------------------------------------------------- resolving
@@ -268,6 +269,9 @@ def collect(target: str, *, repo: Path | None = None, tracking_uri: str | None =
     if manifest is None:
         warnings.append("the run has no data/manifest.json artifact")
     config_text = _download_text(client, run_id, tracking.CONFIG_ARTIFACT)
+    environment_text = _download_text(client, run_id, tracking.ENVIRONMENT_ARTIFACT)
+    if environment_text is None:
+        warnings.append("the run records no environment (environment/environment.json)")
 
     warnings += _consistency(lock, run.data.params, manifest_text)
     if model.get("sha256") and tags.get(tracking.MODEL_DIGEST_TAG) != model["sha256"]:
@@ -316,6 +320,7 @@ def collect(target: str, *, repo: Path | None = None, tracking_uri: str | None =
         "dvc_lock": lock,
         "data": manifest,
         "config": yaml.safe_load(config_text) if config_text else None,
+        "environment": json.loads(environment_text) if environment_text else None,
         "repo": str(repo) if repo else None,
         "warnings": warnings,
     }
@@ -394,15 +399,25 @@ def _consistency(lock: dict, params: dict[str, str], manifest_text: str | None) 
 
 
 class _DvcHasher:
-    """Hash workspace paths exactly as DVC does, without its hash cache (a fresh re-hash)."""
+    """Hash paths exactly as DVC does, without its hash cache (a fresh re-hash), wherever a
+    run's version may be: the workspace, the DVC cache, or the git commits that hold the run's
+    code (its DVC experiment's commit, the commit it ran from)."""
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, revs: list[tuple[str, str]] = ()) -> None:
         from dvc.repo import Repo
 
+        self.root = repo
         self.repo = Repo(str(repo))
+        self.revs = list(revs)
+        self._at: dict[str, Any] = {}
+        self.scratch = {
+            out.def_path for out in self.repo.index.outs if out.persist and not out.use_cache
+        }
 
     def close(self) -> None:
         self.repo.close()
+        for repo in self._at.values():
+            repo.close()
 
     def _odb(self, hash_name: str) -> Any:
         from dvc_data.hashfile.db.local import LocalHashFileDB
@@ -410,34 +425,56 @@ class _DvcHasher:
         cache = self.repo.cache.local if hash_name == "md5" else self.repo.cache.legacy
         return LocalHashFileDB(cache.fs, cache.path, hash_name=hash_name)
 
-    def check(self, stage: str, kind: str, entry: dict[str, Any]) -> Check:
+    def _hash(self, odb: Any, repo: Any, rel: str, hash_name: str) -> Any | None:
         from dvc_data.hashfile.build import build
 
+        path = repo.fs.join(repo.root_dir, rel)
+        if not repo.fs.exists(path):
+            return None
+        _, _, obj = build(odb, path, repo.fs, hash_name, dry_run=True, ignore=repo.dvcignore)
+        return obj
+
+    def _at_rev(self, rev: str) -> Any:
+        from dvc.repo import Repo
+
+        if rev not in self._at:
+            self._at[rev] = Repo(str(self.root), rev=rev)
+        return self._at[rev]
+
+    def check(self, stage: str, kind: str, entry: dict[str, Any]) -> Check:
+        """Where the locked version of ``entry`` is intact: workspace, DVC cache or git."""
         rel, expected = entry["path"], entry["md5"]
         hash_name = entry.get("hash") or "md5-dos2unix"
         odb = self._odb(hash_name)
-        path = os.path.join(self.repo.root_dir, rel)
-        if not os.path.exists(path):
-            problem = self._cache_problem(odb, expected)
-            if problem is None:
-                return Check(stage, kind, rel, "in cache", "not in the workspace; intact in cache")
-            return Check(stage, kind, rel, "missing", f"not in the workspace; {problem}")
-        _, _, obj = build(
-            odb, path, self.repo.fs, hash_name, dry_run=True, ignore=self.repo.dvcignore
-        )
-        actual = obj.hash_info.value
-        if actual == expected:
-            return Check(stage, kind, rel, "ok")
-        files = [rel]
+        obj = self._hash(odb, self.repo, rel, hash_name)
+        if obj is not None and obj.hash_info.value == expected:
+            return Check(stage, kind, rel, "ok", "intact in the workspace")
+        workspace = "not in the workspace" if obj is None else "the workspace holds another version"
+        problem = self._cache_problem(odb, expected)
+        if problem is None:
+            return Check(stage, kind, rel, "in cache", f"intact in the DVC cache; {workspace}")
+        for rev, label in self.revs:
+            try:
+                old = self._hash(odb, self._at_rev(rev), rel, hash_name)
+            except Exception:
+                old = None
+            if old is not None and old.hash_info.value == expected:
+                return Check(stage, kind, rel, "in git", f"intact in {label}; {workspace}")
+        if rel in self.scratch:
+            detail = "kept for resuming (persist, cache: false): not part of the result"
+            return Check(stage, kind, rel, "skipped", f"{detail}; {workspace}")
+        places = ", ".join(["the DVC cache", *(label for _, label in self.revs)])
+        bad = problem.partition(": ")[2]
+        files = [f"{rel}/{bad}"] if bad else []
+        if obj is None:
+            detail = f"not in the workspace; not intact in {places}: {problem}"
+            return Check(stage, kind, rel, "missing", detail, files)
         if expected.endswith(".dir"):
-            files = [f"{rel}/{f}" for f in self._changed_files(odb, expected, obj)]
-        in_cache = self._cache_problem(odb, expected) is None
-        detail = f"dvc.lock md5 {expected}, now {actual}" + (
-            "; the logged version is intact in the DVC cache (`dvc checkout` restores it)"
-            if in_cache
-            else ""
-        )
-        return Check(stage, kind, rel, "changed", detail, files)
+            changed = [f"{rel}/{f}" for f in self._changed_files(odb, expected, obj)]
+            files = changed + [f for f in files if f not in changed]
+        detail = f"dvc.lock md5 {expected}, workspace {obj.hash_info.value}; "
+        detail += f"not intact in {places}: {problem}"
+        return Check(stage, kind, rel, "changed", detail, files or [rel])
 
     def _changed_files(self, odb: Any, expected: str, tree: Any) -> list[str]:
         """Files of a directory whose hash differs from the locked tree's (from the cache)."""
@@ -551,10 +588,27 @@ def _source_item_checks(report: dict, repo: Path) -> list[Check]:
     return _item_checks("download", "source item", str(data_cfg["path"]), expected, actual)
 
 
+def _revs(report: dict) -> list[tuple[str, str]]:
+    """The commits that hold the run's code: its DVC experiment's, then the one it ran from."""
+    revs = []
+    exp = report.get("dvc_experiment") or {}
+    if exp.get("commit"):
+        revs.append((exp["commit"], f"DVC experiment {exp['name']} ({exp['commit'][:7]})"))
+    commit = report["code"].get("git_commit")
+    if commit and commit != "unknown":
+        revs.append((commit, f"git commit {commit[:7]}"))
+    return revs
+
+
 def verify(report: dict, repo: Path) -> list[Check]:
-    """Check every locked dep and out (pipeline order), then every audio item."""
+    """Check every locked dep and out (pipeline order), then every audio item.
+
+    A path is verified where the run's version is intact: the workspace, else the DVC cache,
+    else the run's commits (without checking anything out). Audio items are re-hashed in the
+    workspace when the data there is the run's, or nowhere else is.
+    """
     stages = report["dvc_lock"]["stages"]
-    hasher = _DvcHasher(repo)
+    hasher = _DvcHasher(repo, _revs(report))
     checks: list[Check] = []
     seen: set[tuple[str, str]] = set()
     try:
@@ -572,7 +626,18 @@ def verify(report: dict, repo: Path) -> list[Check]:
         import datasets
 
         datasets.disable_progress_bars()
-        items = _source_item_checks(report, repo) + _raw_item_checks(report, repo)
+        elsewhere = {c.path: c.detail for c in checks if c.status in ("in cache", "in git")}
+        raw = report["run"]["params"].get("paths.raw", "data/raw")
+        source = str(((report.get("config") or {}).get("data") or {}).get("tracked_path"))
+        items = []
+        for path, kind, item_checks in (
+            (source, "source item", _source_item_checks),
+            (raw, "raw item", _raw_item_checks),
+        ):
+            if path in elsewhere:
+                items.append(Check("download", kind, path, "skipped", elsewhere[path]))
+            else:
+                items += item_checks(report, repo)
         # Item checks go right after the download stage's paths: they name the audio file.
         after = max((i + 1 for i, c in enumerate(checks) if c.stage == "download"), default=0)
         checks[after:after] = items
@@ -637,6 +702,10 @@ def format_text(report: dict, checks: list[Check] | None = None) -> str:
     else:
         add("dvc exp     - (not run by `dvc exp run`)")
     add(f"sweep       {report['sweep'] or '-'}")
+    if report.get("environment"):
+        add("environment")
+        for key, value in report["environment"].items():
+            add(f"  {key} = {value}")
     add("metrics")
     for key, value in run["metrics"].items():
         add(f"  {key} = {value:.6g}")
@@ -709,6 +778,10 @@ def main(
             )
             return 2
         checks = verify(report, where)
+        if report.get("environment"):
+            current = environment.describe()
+            for difference in environment.differences(report["environment"], current):
+                report["warnings"].append(f"today's environment differs: {difference}")
     if as_json:
         if checks is not None:
             report["verify"] = {

@@ -18,6 +18,7 @@ from typing import Any
 import mlflow
 import yaml
 from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +30,18 @@ SWEEP_TAG = "sweep"
 MODEL_DIGEST_TAG = "model.sha256"
 LOCK_ARTIFACT = "lineage/dvc.lock"
 CONFIG_ARTIFACT = "config/params.yaml"
+ENVIRONMENT_ARTIFACT = "environment/environment.json"
+PACKAGES_ARTIFACT = "environment/packages.txt"
+CODE_PATHS = (
+    "src/",
+    "conf/",
+    "scripts/",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "Makefile",
+    ".dvc/config",
+)
 
 
 def default_tracking_uri() -> str:
@@ -114,16 +127,30 @@ def _git(*args: str) -> str | None:
         out = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return out.stdout.strip()
+    return out.stdout
+
+
+def code_changes() -> list[str]:
+    """Code and config files (:data:`CODE_PATHS`) that differ from the commit, or are new.
+
+    Pipeline outputs (``dvc.lock``, ``reports/``...) are not code; nor is ``params.yaml`` under
+    ``dvc exp run``, which writes it from ``conf/`` with the experiment's overrides (those are
+    the run's params, and the experiment's git ref keeps them).
+    """
+    changed = (_git("diff", "--name-only", "-z", "HEAD") or "").split("\0")
+    new = (_git("ls-files", "--others", "--exclude-standard", "-z") or "").split("\0")
+    code = sorted({p for p in changed + new if p and p.startswith(CODE_PATHS)})
+    if os.environ.get("DVC_EXP_NAME"):
+        code = [p for p in code if p != "params.yaml"]
+    return code
 
 
 def git_tags() -> dict[str, str]:
-    """Commit and dirty flag of the workspace (``dvc.lock``, rewritten during runs, excluded)."""
-    commit = _git("rev-parse", "HEAD")
-    if commit is None:
+    """Commit and whether the code or config differ from it (:func:`code_changes`)."""
+    commit = (_git("rev-parse", "HEAD") or "").strip()
+    if not commit:
         return {"git.commit": "unknown"}
-    status = _git("status", "--porcelain", "--untracked-files=no") or ""
-    changed = [line[3:] for line in status.splitlines() if line[3:] != "dvc.lock"]
+    changed = code_changes()
     tags = {
         "git.commit": commit,
         "mlflow.source.git.commit": commit,
@@ -184,6 +211,32 @@ def lineage_tags(
         tags["data.source"] = f"{manifest['source']}:{manifest['path']}"
         tags["data.revision"] = str(manifest.get("revision"))
     return tags
+
+
+def ensure_experiment(tracking: DictConfig) -> str:
+    """The experiment's id, creating it without tags when it is new.
+
+    Accelerate's tracker would create it with the first run's tags (commit, data hashes),
+    which describe that run only; run tags go on runs.
+    """
+    client = MlflowClient()
+    name = tracking.experiment_name
+    if (found := client.get_experiment_by_name(name)) is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(tracking))
+    except MlflowException:  # created meanwhile by a parallel run
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def log_environment(run_id: str, described: dict[str, Any], packages: list[str]) -> None:
+    """The environment as ``env.*`` tags and ``environment/`` artifacts (with every package)."""
+    client = MlflowClient()
+    client.log_batch(
+        run_id, tags=[RunTag(f"env.{k}", str(v)) for k, v in described.items() if v is not None]
+    )
+    client.log_dict(run_id, described, ENVIRONMENT_ARTIFACT)
+    client.log_text(run_id, "\n".join(packages) + "\n", PACKAGES_ARTIFACT)
 
 
 def tracker_kwargs(cfg: DictConfig, run_id: str | None, tags: dict[str, str]) -> dict[str, Any]:

@@ -20,30 +20,13 @@ from pathlib import Path
 import numpy as np
 
 
-def fast_train_overrides(conv_layers: int) -> tuple[str, ...]:
-    """A model and recipe small enough to train in seconds.
+def fast_train_overrides() -> tuple[str, ...]:
+    """The fast recipe (``conf/debug/fast.yaml``): a model and training that run in seconds.
 
-    The tests train with it too (``TINY_TRAIN_OVERRIDES`` in tests/datagen.py, 6 conv layers);
-    here it gets as many conv layers as the configured model has. Used for the pipeline run
-    behind the `dvc repro` and stage figures, and for everything in --smoke.
+    The tests train with it too (``TINY_TRAIN_OVERRIDES`` in tests/datagen.py). Used for the
+    pipeline run behind the `dvc repro` and stage figures, and for everything in --smoke.
     """
-    return (
-        "model.config.hidden_size=32",
-        "model.config.num_hidden_layers=1",
-        "model.config.num_attention_heads=2",
-        "model.config.intermediate_size=64",
-        f"model.config.conv_dim=[{','.join(['16'] * conv_layers)}]",
-        "model.config.num_conv_pos_embeddings=16",
-        "model.config.num_conv_pos_embedding_groups=4",
-        "model.config.classifier_proj_size=16",
-        "train.epochs=3",
-        "train.batch_size=8",
-        "train.crop_s=0.4",
-        "train.log_every_n_steps=1",
-        "train.eval_every_n_epochs=1",
-        "train.checkpoint_every_n_epochs=1",
-        "train.learning_rate=3e-3",
-    )
+    return ("debug=fast",)
 
 
 # The pipeline run in the copy: the fast model, one epoch, logged every 10 steps (its train
@@ -119,7 +102,6 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool) -> Workspace:
     params.yaml: the data (``data/embedded``, or tiny generated data for --smoke) with the
     fast train overrides and :data:`PIPELINE_EXTRA`.
     """
-    from audioclf.config import compose_conf
 
     root.mkdir(parents=True)
     shutil.copytree(repo / "conf", root / "conf")
@@ -136,8 +118,7 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool) -> Workspace:
     else:
         shutil.copytree(repo / "data" / "embedded", root / "data" / "embedded")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    conv_layers = len(compose_conf(data_overrides, root=root).model.config.conv_dim)
-    fast = fast_train_overrides(conv_layers)
+    fast = fast_train_overrides()
     ws = Workspace(
         root,
         [*data_overrides, *fast, *PIPELINE_EXTRA],

@@ -14,7 +14,7 @@ import mlflow
 from accelerate import Accelerator, PartialState
 from omegaconf import DictConfig
 
-from audioclf import tracking
+from audioclf import environment, tracking
 from audioclf.data.store import load_splits, write_json
 from audioclf.stages import run_stage
 from audioclf.training.checkpoints import TrainState
@@ -31,6 +31,9 @@ def train(cfg: DictConfig) -> None:
 
     def start_tracking(accelerator: Accelerator, state: TrainState) -> None:
         tags = tracking.lineage_tags(manifest, cfg.tracking)
+        if accelerator.is_main_process:
+            tracking.ensure_experiment(cfg.tracking)
+        accelerator.wait_for_everyone()
         accelerator.init_trackers(
             cfg.tracking.experiment_name,
             config=params,
@@ -50,6 +53,10 @@ def train(cfg: DictConfig) -> None:
                     "accelerate.device": str(accelerator.device),
                 }
             )
+            described = environment.describe(
+                accelerator.num_processes, accelerator.mixed_precision, str(accelerator.device)
+            )
+            tracking.log_environment(run.info.run_id, described, environment.installed_packages())
 
     state = fit(
         cfg,

@@ -123,6 +123,8 @@ def fit(
     ``save_pretrained`` folder to ``model_dir`` on the main process; ends the trackers.
     """
     train = cfg.train
+    if train.get("num_threads"):
+        torch.set_num_threads(int(train.num_threads))
     if train.export not in EXPORTS:
         raise ConfigError(f"train.export must be one of {EXPORTS}, got {train.export!r}")
     accelerator = make_accelerator(train, log_with)

@@ -1,0 +1,97 @@
+"""dvc.yaml's stage deps cover all project code each stage executes.
+
+DVC reruns a stage only when a dep changes: a module a stage imports but does not list would
+let ``dvc repro`` serve stale outputs after that module changed. The import closure of each
+stage module within the package is derived from the source (every ``import``, also those inside
+functions, and the packages' ``__init__`` modules that importing runs) and compared with the
+stage's deps.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SRC = REPO_ROOT / "src"
+PACKAGE = "audioclf"
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of a module of the package, or None when it is not one."""
+    base = SRC.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(file: Path, name: str) -> set[str]:
+    """Package modules ``file`` (module ``name``) imports, anywhere in it."""
+    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}
+    return {m for m in found if m.split(".")[0] == PACKAGE and module_file(m)}
+
+
+def with_parents(name: str) -> set[str]:
+    """Importing ``a.b.c`` runs ``a/__init__``, ``a/b/__init__`` and ``a/b/c``."""
+    parts = name.split(".")
+    return {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def import_closure(name: str) -> set[Path]:
+    seen: set[str] = set()
+    todo = with_parents(name)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for found in imported_modules(module_file(module), module):
+            todo |= with_parents(found) - seen
+    return {module_file(m).relative_to(REPO_ROOT) for m in seen}
+
+
+def stage_deps() -> dict[str, list[str]]:
+    spec = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    return {name: stage.get("deps", []) for name, stage in spec["stages"].items()}
+
+
+def covered(file: Path, deps: list[str]) -> bool:
+    return any(file == Path(dep) or Path(dep) in file.parents for dep in deps)
+
+
+@pytest.mark.parametrize("stage", list(stage_deps()))
+def test_stage_deps_cover_every_module_the_stage_imports(stage: str) -> None:
+    deps = stage_deps()[stage]
+    closure = import_closure(f"{PACKAGE}.stages.{stage}")
+    missing = sorted(str(f) for f in closure if not covered(f, deps))
+    assert not missing, f"dvc.yaml stage '{stage}' runs {missing} but does not list them in deps"
+
+
+def test_the_closure_follows_imports_inside_functions_and_package_inits() -> None:
+    closure = {str(p) for p in import_closure(f"{PACKAGE}.stages.evaluate")}
+    assert "src/audioclf/__init__.py" in closure
+    assert "src/audioclf/evaluation.py" in closure
+    assert "src/audioclf/training/loop.py" in closure
+
+
+def test_code_deps_name_existing_files() -> None:
+    for stage, deps in stage_deps().items():
+        for dep in deps:
+            if dep.startswith("src/"):
+                assert (REPO_ROOT / dep).exists(), f"dvc.yaml stage '{stage}': {dep} not found"
