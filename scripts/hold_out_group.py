@@ -48,7 +48,8 @@ def main() -> None:
     parser.add_argument("--value", required=True, help="the group held out as test")
     args = parser.parse_args()
     held = hold_out(args.source, args.target, args.column, args.value)
-    print(f"wrote {args.target / 'metadata.csv'}: {held} rows of {args.column}={args.value} as test")
+    where = args.target / "metadata.csv"
+    print(f"wrote {where}: {held} rows of {args.column}={args.value} as test")
 
 
 if __name__ == "__main__":

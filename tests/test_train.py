@@ -255,6 +255,35 @@ def test_early_stopping_stops_and_exports_the_best_model(
         np.testing.assert_array_equal(exported[name], tensor)
 
 
+def test_same_machine_threads_and_versions_give_byte_identical_models(
+    trained_project: Project, tmp_path: Path
+) -> None:
+    """Two trainings of the same data, code and config with the same thread count (pinned by
+    train.num_threads) write the same model bytes; the run records its environment."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    twin = tmp_path / "twin"
+    shutil.copytree(trained_project.root, twin)
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    for root in (trained_project.root, twin):
+        process = _train_process(root, uri, "train.num_threads=1")
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    model = Path("models/final/model.safetensors")
+    assert (trained_project.root / model).read_bytes() == (twin / model).read_bytes()
+
+    run_id = json.loads((twin / "reports/mlflow_run.json").read_text())["run_id"]
+    client = MlflowClient(uri)
+    tags = client.get_run(run_id).data.tags
+    assert tags["env.torch_threads"] == "1"
+    assert tags["env.torch"] and tags["env.transformers"] and tags["env.cpu"]
+    logged = {item.path for item in client.list_artifacts(run_id, "environment")}
+    assert logged == {"environment/environment.json", "environment/packages.txt"}
+    packages = Path(client.download_artifacts(run_id, "environment/packages.txt", str(tmp_path)))
+    assert any(line.startswith("torch==") for line in packages.read_text().splitlines())
+
+
 @pytest.mark.slow
 def test_two_process_cpu_training_gathers_every_test_clip(trained_project: Project) -> None:
     uri = f"sqlite:///{trained_project.root / 'mlflow.db'}"

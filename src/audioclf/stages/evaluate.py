@@ -31,7 +31,6 @@ def evaluate(cfg: DictConfig) -> None:
         extractor,
         batch_size=cfg.train.eval_batch_size,
         crop_samples=None,
-        seed=cfg.seed,
         shuffle=False,
     )
     accelerator = Accelerator()

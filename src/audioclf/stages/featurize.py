@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from audioclf.data.sources import LABEL
 from audioclf.data.store import fingerprint, load_splits, save_splits
@@ -47,8 +47,8 @@ def featurize(cfg: DictConfig) -> None:
         desc="Featurizing",
     ).rename_column(LABEL, "label")
     source = {name: ds._fingerprint for name, ds in splits.items()}
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    save_splits(out, cfg.paths.features, key=fingerprint(source, model, cfg.audio.max_duration_s))
+    key = fingerprint(source, extractor.to_dict(), cfg.audio.max_duration_s)
+    save_splits(out, cfg.paths.features, key=key)
 
 
 def main() -> None:

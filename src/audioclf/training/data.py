@@ -170,8 +170,8 @@ def make_loader(
     *,
     batch_size: int,
     crop_samples: int | None,
-    seed: int,
     shuffle: bool,
+    seed: int = 0,
     augment: WaveAugment | None = None,
 ) -> DataLoader:
     """A DataLoader over a featurized split: length-grouped shuffled batches, or in order.
