@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: repro test lint params
+.PHONY: repro test test-fast lint params
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ repro: $(VENV)/.installed
 
 test: $(VENV)/.installed lint
 	python -m pytest -q
+
+# The quick loop: everything but the tests marked slow (real trainings, whole pipelines).
+test-fast: $(VENV)/.installed lint
+	python -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
 	ruff check src tests scripts benchmarks

@@ -88,6 +88,17 @@ def test_load_params_bad_override_is_a_config_error(tmp_path: Path) -> None:
         load_params(["data.no_such_key=1"], root=tmp_path)
 
 
+def test_a_group_switch_on_a_stage_says_to_recompose_params_yaml(tmp_path: Path) -> None:
+    """A stage reads params.yaml; `data=audiofolder` would need a new one, not Hydra's `+`."""
+    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
+    write_params(root=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_params(["data=audiofolder", "train.epochs=2"], root=tmp_path)
+    message = str(info.value)
+    assert "`audioclf params data=audiofolder`" in message and "+data" not in message
+    assert load_params(["train.epochs=2"], root=tmp_path).train.epochs == 2
+
+
 def test_missing_mandatory_key_names_the_key(tmp_path: Path) -> None:
     cfg = compose_conf(["data=audiofolder"], root=REPO_ROOT)
     with pytest.raises(ConfigError, match=r"'data\.path'"):

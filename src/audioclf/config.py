@@ -71,11 +71,24 @@ def load_params(overrides: Sequence[str] = (), root: Path | None = None) -> Dict
     params = root / PARAMS_FILE
     if not params.is_file():
         raise ConfigError(f"{params} not found; create it with `audioclf params`")
+    switches = [o for o in overrides if _is_group_switch(o, root / CONF_DIR)]
+    if switches:
+        raise ConfigError(
+            f"{' '.join(switches)} switches a config group, which changes {PARAMS_FILE}, the one "
+            f"source of truth of every stage: run `audioclf params {' '.join(switches)}` (or "
+            f"`dvc exp run -S {' -S '.join(switches)}`) first; a stage takes value overrides only"
+        )
     with initialize_config_dir(str(root), version_base=None):
         try:
             return compose(config_name=Path(PARAMS_FILE).stem, overrides=list(overrides))
         except Exception as err:
             raise ConfigError(f"bad override for {params}: {err}") from err
+
+
+def _is_group_switch(override: str, conf_dir: Path) -> bool:
+    """``data=audiofolder``: a key that names a config group (a folder of ``conf/``)."""
+    key, sep, _ = override.lstrip("+~").partition("=")
+    return bool(sep) and "." not in key and (conf_dir / key).is_dir()
 
 
 def require(cfg: DictConfig, key: str) -> Any:
