@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: repro test test-fast lint params
+.PHONY: repro test test-fast lint params bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +31,7 @@ lint: $(VENV)/.installed
 
 params: $(VENV)/.installed
 	audioclf params
+
+# The benchmark suite (15-20 min on 2 cores): reports/bench.json and reports/bench.md.
+bench: $(VENV)/.installed
+	python -m benchmarks --threads 1

@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from audioclf.bench.workspace import fast_train_overrides
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000
 HUB_CLASSES = ("abroad", "balance", "freeze", "pay_bill")
@@ -279,9 +277,9 @@ FOLDER_OVERRIDES = (
     "audio.num_proc=1",
 )
 
-# A model and recipe small enough to train in seconds on the tiny generated data (the bench's
-# fast pipeline uses the same one).
-TINY_TRAIN_OVERRIDES = fast_train_overrides()
+# The fast recipe (conf/debug/fast.yaml): a model and training small enough to run in seconds
+# on the tiny generated data; the benchmarks' fast pipeline uses the same mode.
+TINY_TRAIN_OVERRIDES = ("debug=fast",)
 
 
 # --------------------------------------------------------------------------- git + DVC repos

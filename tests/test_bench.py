@@ -1,4 +1,4 @@
-"""`audioclf bench --smoke`: the whole suite on tiny generated data, in a throwaway copy."""
+"""`python -m benchmarks --smoke`: the whole suite on tiny generated data, in a throwaway copy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from audioclf.cli import main
+from benchmarks.__main__ import main
 from tests.datagen import REPO_ROOT
 
 KEYS = {
@@ -31,7 +31,7 @@ def test_bench_smoke_writes_sane_figures(
 
     # One torch thread: on a machine whose cores are shared, more threads make step times
     # swing by 10x and more (see threads_probe), and the ratio with them.
-    assert main(["bench", "--smoke", "--threads", "1", "--out", str(out)]) == 0
+    assert main(["--smoke", "--threads", "1", "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
 
     r = json.loads(out.read_text())

@@ -59,7 +59,7 @@ def test_a_temporary_store_leaves_the_process_pointing_where_it_was(
 ) -> None:
     import mlflow
 
-    from audioclf.bench.common import mlflow_store
+    from benchmarks.common import mlflow_store
 
     monkeypatch.chdir(tmp_path)
     if outer is None:

@@ -57,34 +57,6 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import logging
-    from pathlib import Path
-
-    from audioclf.bench.suite import FIGURES, run
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("audioclf").setLevel(logging.INFO)
-    only = tuple(args.only.split(",")) if args.only else FIGURES
-    unknown = set(only) - set(FIGURES)
-    if unknown:
-        print(f"audioclf bench: error: unknown figure(s) {sorted(unknown)}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    result = run(
-        Path.cwd(),
-        out,
-        smoke=args.smoke,
-        only=(*only, "stages"),
-        keep=args.keep,
-        threads=args.threads,
-    )
-    print(f"wrote {out} and {out.with_suffix('.md')}")
-    for name, error in result["errors"].items():
-        print(f"audioclf bench: error: {name}: {error}", file=sys.stderr)
-    return 1 if result["errors"] else 0
-
-
 def _lineage(args: argparse.Namespace) -> int:
     from audioclf.lineage import main as lineage
 
@@ -146,26 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", metavar="REPO_ID", help="e.g. your-name/audioclf-intent")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.set_defaults(func=_push)
-
-    bench = commands.add_parser(
-        "bench",
-        help="run the benchmark suite (minutes; --smoke: seconds) into reports/bench.json + .md",
-        description="Measure training throughput, time to accuracy, dvc repro, featurize "
-        "scaling, inference and memory in a throwaway copy of this repository.",
-    )
-    bench.add_argument("--smoke", action="store_true", help="tiny data, a few steps, n=1")
-    bench.add_argument(
-        "--out", default="reports/bench.json", help="JSON path; the table goes next to it (.md)"
-    )
-    bench.add_argument("--only", default=None, help="comma-separated subset, e.g. repro,scaling")
-    bench.add_argument(
-        "--threads",
-        type=_positive,
-        default=None,
-        help="torch threads for everything measured (default: torch's, one per core)",
-    )
-    bench.add_argument("--keep", action="store_true", help="keep the temporary copy (debugging)")
-    bench.set_defaults(func=_bench)
 
     lineage = commands.add_parser(
         "lineage",

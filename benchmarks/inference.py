@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.bench.measure import median, percentile
+from benchmarks.measure import median, percentile
 
 CLIP_S = 3.0
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from audioclf.bench.measure import median
-from audioclf.bench.workspace import STAGES, Workspace
+from benchmarks.measure import median
+from benchmarks.workspace import STAGES, Workspace
 
 TARGET_S = 3.0
 

@@ -27,8 +27,8 @@ import torch
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
-from audioclf.bench.common import reset_accelerate, start_mlflow
-from audioclf.bench.measure import median
+from benchmarks.common import reset_accelerate, start_mlflow
+from benchmarks.measure import median
 
 TARGET = 0.95
 

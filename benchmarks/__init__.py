@@ -1,4 +1,4 @@
-"""The benchmark suite behind ``audioclf bench``: one module per figure of ``reports/bench.json``.
+"""The benchmark suite behind ``python -m benchmarks``: one module per figure of bench.json.
 
 - :mod:`.throughput`  training samples/s of the train stage's loop vs a bare PyTorch loop
 - :mod:`.accuracy`    time to 90% test accuracy: our recipe vs the HF ``Trainer`` task guide

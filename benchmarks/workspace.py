@@ -176,6 +176,6 @@ def write_smoke_data(folder: Path, classes: int = 4, speakers: int = 5, takes: i
     Dataset.from_dict(rows, features=storage).cast(features).to_parquet(str(parquet))
     (folder / "README.md").write_text(
         "---\nconfigs:\n- config_name: en-US\n  data_files:\n  - split: train\n"
-        "    path: en-US/train-*\n---\n\n# Tiny generated data for `audioclf bench --smoke`\n",
+        "    path: en-US/train-*\n---\n\n# Tiny generated data for the benchmarks' --smoke\n",
         encoding="utf-8",
     )

@@ -26,7 +26,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
-from audioclf.bench.common import reset_accelerate, start_mlflow
+from benchmarks.common import reset_accelerate, start_mlflow
 
 HF_RECIPE = {
     "truncate_s": 1.0,

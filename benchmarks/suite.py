@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audioclf.bench.measure import loadavg
+from benchmarks.measure import loadavg
 
-log = logging.getLogger("audioclf.bench")
+log = logging.getLogger("benchmarks")
 
 HIGH_LOAD = 1.5
 FIGURES = ("stages", "repro", "scaling", "throughput", "accuracy", "inference")
@@ -101,12 +101,12 @@ def run(
     from datasets import load_from_disk
     from omegaconf import OmegaConf
 
-    from audioclf.bench import accuracy, repro, scaling, stages, throughput
-    from audioclf.bench.common import mlflow_store
-    from audioclf.bench.machine import machine_info, source_info
-    from audioclf.bench.report import write_markdown
-    from audioclf.bench.workspace import make_workspace
     from audioclf.config import compose_conf
+    from benchmarks import accuracy, repro, scaling, stages, throughput
+    from benchmarks.common import mlflow_store
+    from benchmarks.machine import machine_info, source_info
+    from benchmarks.report import write_markdown
+    from benchmarks.workspace import make_workspace
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -120,7 +120,7 @@ def run(
     started = time.perf_counter()
     result: dict[str, Any] = {
         "mode": "smoke" if smoke else "full",
-        "command": "audioclf bench"
+        "command": "python -m benchmarks"
         + (" --smoke" if smoke else "")
         + (f" --threads {threads}" if threads else ""),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -189,7 +189,7 @@ def run(
             until = None if s.pipeline[-1] == "evaluate" else s.pipeline[-1]
             noop = _timed("repro", timings, repro.noop_repro, ws, s.repro_runs, until)
             noop["pipeline_overrides"] = (
-                "tests' TINY_TRAIN_OVERRIDES + train.epochs=1 + train.log_every_n_steps=10"
+                "debug=fast + train.epochs=1 + train.log_every_n_steps=10"
             )
             result["noop_repro_s"] = noop["median_s"]
             result["details"]["noop_repro"] = noop
@@ -306,9 +306,9 @@ def run(
 
 
 def _inference(recipe, features, resampled, scratch: Path, s: Settings) -> dict[str, Any]:
-    from audioclf.bench.inference import inference, make_clips
     from audioclf.models import build_feature_extractor, build_model
     from audioclf.training.loop import save_model
+    from benchmarks.inference import inference, make_clips
 
     model_dir = scratch / "predict-model"
     names = features["train"].features["label"].names

@@ -2,7 +2,7 @@
 
 The featurize stage's input (``paths.resampled``) is replicated row-wise N times into a
 temporary folder, and the stage runs as a subprocess on it (``num_proc`` workers included in
-the memory figures, see :class:`audioclf.bench.measure.Measured`).
+the memory figures, see :class:`benchmarks.measure.Measured`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.bench.measure import median, run_measured
-from audioclf.bench.workspace import Workspace
+from benchmarks.measure import median, run_measured
+from benchmarks.workspace import Workspace
 
 
 def _replicate(source: Path, target: Path, factor: int) -> float:

@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from audioclf.bench.measure import MB, loadavg
+from benchmarks.measure import MB, loadavg
 
 
 def git(root: Path, *args: str) -> str | None:

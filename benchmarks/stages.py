@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from audioclf.bench.measure import run_measured
-from audioclf.bench.workspace import STAGES, Workspace
+from benchmarks.measure import run_measured
+from benchmarks.workspace import STAGES, Workspace
 
 
 def run_stages(ws: Workspace, names: tuple[str, ...] = STAGES) -> dict[str, dict[str, Any]]:
