@@ -4,7 +4,7 @@
 - :mod:`.accuracy`    time to 90% test accuracy: our recipe vs the HF ``Trainer`` task guide
 - :mod:`.repro`       ``dvc repro`` with nothing changed, and after one train param changed
 - :mod:`.scaling`     featurize throughput and peak memory at 1x, 4x, 16x the data
-- :mod:`.inference`   ``audioclf.predict.Classifier`` vs ``transformers.pipeline``
+- :mod:`.inference`   ``audioclf.classifier.Classifier`` vs ``transformers.pipeline``
 - :mod:`.stages`      each stage run as a subprocess: wall time and peak memory
 
 :mod:`.suite` runs them in a throwaway copy of the repository (:mod:`.workspace`) and writes

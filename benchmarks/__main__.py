@@ -11,14 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from audioclf.cli import positive_int
 from benchmarks.suite import FIGURES, run
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default=None, help="comma-separated subset, e.g. repro,scaling")
     parser.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="torch threads for everything measured (default: torch's, one per core)",
     )

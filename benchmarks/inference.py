@@ -1,4 +1,4 @@
-"""Inference on 3 s clips: ``audioclf.predict.Classifier`` vs ``transformers.pipeline``.
+"""Inference on 3 s clips: ``audioclf.classifier.Classifier`` vs ``transformers.pipeline``.
 
 Both load the same ``save_pretrained`` folder (the ``model`` config; the weights do not
 change the cost) and get the same float32 arrays at the model's rate. Latency: one clip per
@@ -46,7 +46,7 @@ def inference(
 ) -> dict[str, Any]:
     from transformers import pipeline
 
-    from audioclf.predict import Classifier
+    from audioclf.classifier import Classifier
 
     clf = Classifier(model_dir)
     rate = clf.sampling_rate

@@ -5,9 +5,9 @@ scenario, on an audiofolder of real recordings with a ``speaker`` column (by def
 real-speech development set in ``../shared/data/real-speech-dev``), and reports test accuracy,
 the best validation accuracy and the training time of each:
 
-    python benchmarks/real_speech.py                                  # the default recipe
-    python benchmarks/real_speech.py -o model=tiny -o train=tiny      # another one
-    python benchmarks/real_speech.py --scenarios random,jackson --threads 1
+    python -m benchmarks.real_speech                                  # the default recipe
+    python -m benchmarks.real_speech -o model=tiny -o train=tiny      # another one
+    python -m benchmarks.real_speech --scenarios random,jackson --threads 1
 
 Held-out scenarios write a ``metadata.csv`` with a ``split`` column (``scripts/hold_out_group.py``)
 and train through ``data.split.column=split``; validation is then carved out of the remaining
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from audioclf.dvc_stages import stage_names
+from tests.datagen import make_project
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real-speech-dev" / "recordings"
-STAGES = ("download", "resample", "featurize", "train", "evaluate")
+STAGES = stage_names(REPO)
 SCENARIOS = ("random", "jackson", "lucas", "theo")
 
 
@@ -49,11 +51,9 @@ def run_scenario(
     name: str, data: Path, overrides: list[str], threads: int | None, workdir: Path
 ) -> dict[str, Any]:
     """Compose params.yaml in a fresh project, run every stage, return the figures."""
-    from audioclf.config import write_params
-
-    root = workdir / name
-    shutil.copytree(REPO / "conf", root / "conf")
-    write_params([*scenario_overrides(name, data, workdir), *overrides], root=root)
+    project = make_project(workdir / name)
+    project.write_params(*scenario_overrides(name, data, workdir), *overrides)
+    root = project.root
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audioclf.dvc_stages import data_stages
 from benchmarks.measure import loadavg
+from benchmarks.workspace import REPO_ROOT, STAGES
 
 log = logging.getLogger("benchmarks")
 
@@ -37,7 +39,7 @@ class Settings:
     trainer_epochs: float | None = None  # None: the guide's 10
     repro_runs: int = 3
     # --smoke builds the data stages only: two more stage processes would double its time.
-    pipeline: tuple[str, ...] = ("download", "resample", "featurize", "train", "evaluate")
+    pipeline: tuple[str, ...] = STAGES
     # train/evaluate once more with the configured model: (train clips, test clips), or None
     recipe_stage_rows: tuple[int, int] | None = (64, 32)
     scales: tuple[int, ...] = (1, 4, 16)
@@ -59,7 +61,7 @@ class Settings:
             accuracy_budget_s=60.0,
             trainer_epochs=2,
             repro_runs=1,
-            pipeline=("download", "resample", "featurize"),
+            pipeline=data_stages(REPO_ROOT),
             recipe_stage_rows=None,
             scales=(1, 4),
             scale_runs={1: 1, 4: 1},

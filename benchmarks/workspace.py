@@ -9,7 +9,6 @@ copy is made.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -17,7 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from audioclf.dvc_stages import stage_names
+from tests.datagen import SMALL_SPEAKERS, copy_pipeline, hub_rows, write_hub_repo
 
 
 def fast_train_overrides() -> tuple[str, ...]:
@@ -40,7 +40,8 @@ SMOKE_DATA_OVERRIDES = (
     "data.split.validation_size=0.2",  # 5 speakers: one each for test and validation
     "audio.num_proc=1",
 )
-STAGES = ("download", "resample", "featurize", "train", "evaluate")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAGES = stage_names(REPO_ROOT)
 
 
 @dataclass
@@ -103,21 +104,13 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool) -> Workspace:
     fast train overrides and :data:`PIPELINE_EXTRA`.
     """
 
-    root.mkdir(parents=True)
-    shutil.copytree(repo / "conf", root / "conf")
-    shutil.copy2(repo / "dvc.yaml", root / "dvc.yaml")
-    shutil.copytree(
-        repo / "src" / "audioclf",
-        root / "src" / "audioclf",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    copy_pipeline(root, repo)
     data_overrides: tuple[str, ...] = ()
     if smoke:
-        write_smoke_data(root / SMOKE_DATA)
+        write_hub_repo(root / SMOKE_DATA, hub_rows(speakers=SMALL_SPEAKERS))
         data_overrides = SMOKE_DATA_OVERRIDES
     else:
         shutil.copytree(repo / "data" / "embedded", root / "data" / "embedded")
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     fast = fast_train_overrides()
     ws = Workspace(
         root,
@@ -125,57 +118,5 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool) -> Workspace:
         data_overrides=list(data_overrides),
         fast_overrides=list(fast),
     )
-    ws.dvc("init", "-q")
-    shutil.copy2(repo / ".dvc" / "config", root / ".dvc" / "config")
     ws.write_params()
     return ws
-
-
-def write_smoke_data(folder: Path, classes: int = 4, speakers: int = 5, takes: int = 2) -> None:
-    """A tiny Hub-layout dataset in MInDS-14's schema: one pitch per class, 0.4-0.6 s clips."""
-    import soundfile as sf
-    from datasets import Audio, ClassLabel, Dataset, Features, Value
-
-    names = [f"intent{c}" for c in range(classes)]
-    rate = 8000
-    rows: dict[str, list] = {
-        k: [] for k in ("path", "audio", "transcription", "english_transcription", "intent_class")
-    }
-    rows["lang_id"], rows["speaker"] = [], []
-    for c, name in enumerate(names):
-        for s in range(speakers):
-            for take in range(takes):
-                rng = np.random.default_rng(1000 * c + 10 * s + take)
-                t = np.arange(int((0.4 + 0.1 * ((s + take) % 3)) * rate)) / rate
-                wave = 0.5 * np.sin(2 * np.pi * 220.0 * (c + 1) * t)
-                wave = (wave + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
-                buffer = io.BytesIO()
-                sf.write(buffer, wave, rate, format="WAV", subtype="PCM_16")
-                path = f"en-US/s{s}/{name}_{take}.wav"
-                rows["path"].append(path)
-                rows["audio"].append({"bytes": buffer.getvalue(), "path": path})
-                rows["transcription"].append(name)
-                rows["english_transcription"].append(name)
-                rows["intent_class"].append(c)
-                rows["lang_id"].append(0)
-                rows["speaker"].append(f"s{s}")
-    features = Features(
-        {
-            "path": Value("string"),
-            "audio": Audio(sampling_rate=rate, decode=False),
-            "transcription": Value("string"),
-            "english_transcription": Value("string"),
-            "intent_class": ClassLabel(names=names),
-            "lang_id": ClassLabel(names=["en-US"]),
-            "speaker": Value("string"),
-        }
-    )
-    storage = Features({**features, "audio": {"bytes": Value("binary"), "path": Value("string")}})
-    parquet = folder / "en-US" / "train-00000-of-00001.parquet"
-    parquet.parent.mkdir(parents=True, exist_ok=True)
-    Dataset.from_dict(rows, features=storage).cast(features).to_parquet(str(parquet))
-    (folder / "README.md").write_text(
-        "---\nconfigs:\n- config_name: en-US\n  data_files:\n  - split: train\n"
-        "    path: en-US/train-*\n---\n\n# Tiny generated data for the benchmarks' --smoke\n",
-        encoding="utf-8",
-    )

@@ -1,4 +1,4 @@
-"""Tiny generated audio datasets and throwaway project directories for the tests.
+"""Tiny generated audio datasets and throwaway projects, for the tests and the benchmarks.
 
 Everything is generated here, offline: short sine + noise clips at 8 kHz (a different pitch per
 class, so that content differs), written as a local replica of a Hub parquet dataset repo
@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000
 HUB_CLASSES = ("abroad", "balance", "freeze", "pay_bill")
 HUB_SPEAKERS = tuple(f"speaker{i}" for i in range(6))
+SMALL_SPEAKERS = ("s1", "s2", "s3", "s4", "s5")
 HUB_DIR = "data/tiny_hub"
 HUB_PARQUET = "en-US/train-00000-of-00001.parquet"
 FOLDER_CLASSES = ("yes", "no", "stop")  # first-seen order; sorted it is no, stop, yes
@@ -327,22 +328,30 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-def make_dvc_repo(root: Path) -> Project:
-    """A git + DVC repository with this project's conf/, dvc.yaml, .dvc/config, .gitignore and
-    code, whose data is a tiny Hub replica (4 classes x 5 speakers x 2) and whose params are
-    the tiny training recipe. Nothing is committed."""
-    project = make_project(root)
-    repo = project.root
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    dvc(repo, "init", "-q")
-    shutil.copy2(REPO_ROOT / ".dvc" / "config", repo / ".dvc" / "config")
-    shutil.copy2(REPO_ROOT / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copy2(REPO_ROOT / ".gitignore", repo / ".gitignore")
+def copy_pipeline(root: Path, repo: Path = REPO_ROOT) -> Path:
+    """A new git + DVC repository at ``root`` holding ``repo``'s pipeline: conf/, dvc.yaml,
+    .dvc/config, .gitignore and the package's code (no data, no params.yaml, no commit).
+    The tests' throwaway repositories and the benchmarks' workspace are both made here."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "conf").exists():
+        shutil.copytree(repo / "conf", root / "conf")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    dvc(root, "init", "-q")
+    for name in (".dvc/config", "dvc.yaml", ".gitignore"):
+        shutil.copy2(repo / name, root / name)
     shutil.copytree(
-        REPO_ROOT / "src" / "audioclf",
         repo / "src" / "audioclf",
+        root / "src" / "audioclf",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
-    write_hub_repo(repo / HUB_DIR, hub_rows(speakers=("s1", "s2", "s3", "s4", "s5")))
+    return root
+
+
+def make_dvc_repo(root: Path) -> Project:
+    """A git + DVC repository with this project's pipeline (:func:`copy_pipeline`), whose data
+    is a tiny Hub replica (4 classes x 5 speakers x 2) and whose params are the fast recipe."""
+    project = make_project(root)
+    copy_pipeline(project.root)
+    write_hub_repo(project.root / HUB_DIR, hub_rows(speakers=SMALL_SPEAKERS))
     project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
     return project

@@ -99,7 +99,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 def test_scores_equal_the_transformers_pipeline(which: str, request: pytest.FixtureRequest) -> None:
     from transformers import pipeline
 
-    from audioclf.predict import Classifier
+    from audioclf.classifier import Classifier
 
     path = request.getfixturevalue(which)
     classifier = Classifier(path)
@@ -122,7 +122,7 @@ def test_scores_equal_the_transformers_pipeline(which: str, request: pytest.Fixt
 def test_batching_never_changes_scores(which: str, request: pytest.FixtureRequest) -> None:
     import torch
 
-    from audioclf.predict import Classifier
+    from audioclf.classifier import Classifier
 
     classifier = Classifier(request.getfixturevalue(which))
     clips = clips_at_model_rate()
@@ -141,7 +141,7 @@ def test_batching_never_changes_scores(which: str, request: pytest.FixtureReques
 def test_batches_group_equal_lengths_or_sort_with_a_mask(
     model_dir: Path, masked_model_dir: Path
 ) -> None:
-    from audioclf.predict import Classifier
+    from audioclf.classifier import Classifier
 
     lengths = [5, 3, 5, 5, 3, 4]
     plain = list(Classifier(model_dir).batches(lengths, 2))
@@ -239,8 +239,8 @@ def test_directory_is_searched_and_bad_files_are_reported(
 def test_all_good_files_exit_0_and_match_the_classifier(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from audioclf.classifier import Classifier
     from audioclf.data.audio import decode
-    from audioclf.predict import Classifier
 
     clips = write_clips(tmp_path)
     files = [clips["a.wav"], clips["sub/b.flac"]]
@@ -255,8 +255,8 @@ def test_all_good_files_exit_0_and_match_the_classifier(
 
 
 def test_empty_or_broken_clips_raise_audio_errors(model_dir: Path) -> None:
+    from audioclf.classifier import Classifier
     from audioclf.data.audio import AudioError
-    from audioclf.predict import Classifier
 
     classifier = Classifier(model_dir)
     with pytest.raises(AudioError, match="clip 1: empty audio"):

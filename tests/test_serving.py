@@ -148,8 +148,8 @@ def test_pyfunc_takes_bytes_base64_and_arrays(
 ) -> None:
     import mlflow
 
+    from audioclf.classifier import Classifier
     from audioclf.data.audio import decode
-    from audioclf.predict import Classifier
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     folder = mlflow.artifacts.download_artifacts(f"models:/{NAME}@{ALIAS}")
@@ -252,8 +252,8 @@ def wait_for_ping(store: Store) -> None:
 
 @pytest.mark.slow
 def test_served_model_answers_over_http(store: Store) -> None:
+    from audioclf.classifier import Classifier
     from audioclf.data.audio import decode
-    from audioclf.predict import Classifier
 
     assert store.server is not None
     wait_for_ping(store)

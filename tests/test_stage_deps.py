@@ -95,3 +95,33 @@ def test_code_deps_name_existing_files() -> None:
         for dep in deps:
             if dep.startswith("src/"):
                 assert (REPO_ROOT / dep).exists(), f"dvc.yaml stage '{stage}': {dep} not found"
+
+
+def test_the_package_has_no_import_circle() -> None:
+    """Layers import downwards only: no module reaches itself through its imports (imports
+    inside functions count too)."""
+    modules = {
+        ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        for p in (SRC / PACKAGE).rglob("*.py")
+    }
+    graph = {m: imported_modules(module_file(m), m) - {m} for m in modules}
+    circles = []
+    for start in sorted(graph):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module == start:
+                circles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                todo += graph.get(module, ())
+    assert not circles, f"modules that import themselves through others: {circles}"
+
+
+def test_the_stage_list_is_read_from_dvc_yaml(tmp_path: Path) -> None:
+    from audioclf.dvc_stages import data_stages, stage_names
+
+    assert stage_names(REPO_ROOT) == tuple(stage_deps())
+    assert data_stages(REPO_ROOT) == ("download", "resample", "featurize")
+    assert stage_names(tmp_path) == () == data_stages(tmp_path)  # no dvc.yaml: stages by hand

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from audioclf import tracking
+from audioclf import environment, tracking
 from tests.datagen import HUB_OVERRIDES, TINY_TRAIN_OVERRIDES, Project, dvc, git, make_dvc_repo
 
 
@@ -131,6 +131,16 @@ def test_queued_sweep_gives_one_named_mlflow_run_per_experiment(
         assert run.data.tags["env.transformers"] == report["environment"]["transformers"]
     experiment = client.get_experiment_by_name("audioclf")
     assert not [k for k in experiment.tags if k.startswith(("git.", "dvc.", "data."))]
+
+    # Verified on another environment, the audit says what differs from the run's.
+    real_describe = environment.describe
+    monkeypatch.setattr(
+        environment, "describe", lambda *a, **k: {**real_describe(*a, **k), "torch": "9.9.9"}
+    )
+    assert main(["lineage", runs[1].info.run_id, "--verify", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any("environment differs: torch:" in w and "-> 9.9.9" in w for w in warnings)
+    monkeypatch.setattr(environment, "describe", real_describe)
 
     # One cached file of one run's model corrupted: that run fails, naming the file.
     run_id = runs[0].info.run_id

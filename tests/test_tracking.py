@@ -44,6 +44,10 @@ def test_params_are_flat_and_long_values_set_apart() -> None:
 
 
 def test_dvc_lock_tags_name_each_data_output(tmp_path: Path) -> None:
+    """The data stages are those of the dvc.yaml beside the lock: before `train`."""
+    from tests.datagen import REPO_ROOT
+
+    (tmp_path / "dvc.yaml").write_text((REPO_ROOT / "dvc.yaml").read_text())
     lock = tmp_path / "dvc.lock"
     lock.write_text(
         "schema: '2.0'\nstages:\n  download:\n    cmd: x\n    outs:\n    - path: data/raw\n"
@@ -74,3 +78,35 @@ def test_a_temporary_store_leaves_the_process_pointing_where_it_was(
     # A later change of the variable is honoured: no process-wide URI shadows it.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert mlflow.get_tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_dirty_is_about_code_and_config_with_whole_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs are no dirt, nor is the params.yaml `dvc exp run` writes; paths keep every
+    character (porcelain's leading space once ate the first one)."""
+    from tests.datagen import git
+
+    for name in ("src/pkg/mod.py", "reports/mlflow_run.json", "params.yaml", "dvc.lock"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert tracking.git_tags()["git.dirty"] == "false"
+
+    for name in ("reports/mlflow_run.json", "dvc.lock", "params.yaml"):
+        (tmp_path / name).write_text("v2\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "new.yaml").write_text("a: 1\n")  # new, not yet committed
+    tags = tracking.git_tags()
+    assert tags["git.dirty"] == "true"
+    assert tags["git.dirty_files"] == "conf/new.yaml, params.yaml"
+    monkeypatch.setenv("DVC_EXP_NAME", "brisk-oryx")  # params.yaml written by dvc exp run
+    assert tracking.git_tags()["git.dirty_files"] == "conf/new.yaml"
+    (tmp_path / "conf" / "new.yaml").unlink()
+    assert tracking.git_tags()["git.dirty"] == "false"
+    (tmp_path / "src/pkg/mod.py").write_text("v2\n")
+    assert tracking.git_tags()["git.dirty_files"] == "src/pkg/mod.py"

@@ -132,7 +132,7 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     assert {"accuracy", "f1_macro"} <= metrics.keys()
     assert metrics["num_test"] == len(Path(cfg.paths.predictions).read_text().splitlines()) - 1
     # What evaluate scored is what users are served: audioclf predict on the same test clips.
-    from audioclf.predict import Classifier
+    from audioclf.classifier import Classifier
 
     test = load_splits(cfg.paths.resampled, "resample")["test"]
     classifier = Classifier(model_dir)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
+from transformers.utils import logging as hf_logging
+
+from audioclf.config import write_params
+from audioclf.lineage import main as lineage_main
+from audioclf.predict import (
+    HubError,
+    ModelError,
+    format_table,
+    load_classifier,
+    predict_files,
+    push_to_hub,
+)
+
 
 def _params(args: argparse.Namespace) -> int:
-    from audioclf.config import write_params
-
     path = write_params(args.overrides)
     print(
         f"wrote {path} from conf/" + (f" with {' '.join(args.overrides)}" if args.overrides else "")
@@ -18,12 +30,6 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import json
-
-    from transformers.utils import logging as hf_logging
-
-    from audioclf.predict import ModelError, load_classifier, predict_files
-
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise on a CLI's stderr
     try:
         classifier = load_classifier(args.model)
@@ -39,15 +45,11 @@ def _predict(args: argparse.Namespace) -> int:
         out = {"model": classifier.source, "predictions": predictions, "errors": errors}
         print(json.dumps(out, indent=2))
     elif predictions:
-        from audioclf.predict import format_table
-
         print(format_table(predictions))
     return 1 if errors else 0
 
 
 def _push(args: argparse.Namespace) -> int:
-    from audioclf.predict import HubError, ModelError, push_to_hub
-
     try:
         url = push_to_hub(args.model_dir, args.repo_id, private=args.private or None)
     except (HubError, ModelError) as err:
@@ -58,9 +60,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    from audioclf.lineage import main as lineage
-
-    return lineage(
+    return lineage_main(
         args.target,
         as_json=args.json,
         check=args.verify,
@@ -69,7 +69,7 @@ def _lineage(args: argparse.Namespace) -> int:
     )
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="model directory (default: paths.model of ./params.yaml, i.e. models/final), "
         "runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION",
     )
-    predict.add_argument("--top-k", type=_positive, default=5, help="labels per file (default 5)")
+    predict.add_argument(
+        "--top-k", type=positive_int, default=5, help="labels per file (default 5)"
+    )
     predict.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=8,
         help="clips per forward pass (default 8); batching never changes scores",
     )

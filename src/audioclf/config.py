@@ -52,7 +52,7 @@ def compose_conf(overrides: Sequence[str] = (), root: Path | None = None) -> Dic
 
 def write_params(overrides: Sequence[str] = (), root: Path | None = None) -> Path:
     """Regenerate ``params.yaml`` from ``conf/`` with DVC's own Hydra composition."""
-    from dvc.utils.hydra import compose_and_dump
+    from dvc.utils.hydra import compose_and_dump  # DVC is heavy: only `audioclf params` needs it
 
     root = (root or workspace()).resolve()
     out = root / PARAMS_FILE
@@ -85,6 +85,13 @@ def load_params(overrides: Sequence[str] = (), root: Path | None = None) -> Dict
             raise ConfigError(f"bad override for {params}: {err}") from err
 
 
+def full_key(cfg: DictConfig, key: str) -> str:
+    """``data.path`` for ``key="path"`` of the node ``cfg.data``: error messages name the key a
+    user writes. OmegaConf has no public accessor: this calls ``DictConfig._get_full_key``, the
+    one use of it here (pyproject bounds omegaconf below 2.4; tests/test_config.py checks it)."""
+    return cfg._get_full_key(key) or key
+
+
 def _is_group_switch(override: str, conf_dir: Path) -> bool:
     """``data=audiofolder``: a key that names a config group (a folder of ``conf/``)."""
     key, sep, _ = override.lstrip("+~").partition("=")
@@ -101,6 +108,6 @@ def require(cfg: DictConfig, key: str) -> Any:
     except MissingMandatoryValue:
         value = None
     if value is None:
-        name = cfg._get_full_key(key) or key
+        name = full_key(cfg, key)
         raise ConfigError(f"config key '{name}' must be set (in {PARAMS_FILE} or as an override)")
     return value

@@ -62,7 +62,7 @@ def write_predictions(
 
 def write_confusion_png(path: Path, matrix: np.ndarray, label_names: Sequence[str]) -> None:
     """A labelled confusion-matrix heat map."""
-    import matplotlib
+    import matplotlib  # drawing only here: the plotting stack stays out of other imports
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

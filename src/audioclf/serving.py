@@ -27,8 +27,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ParamSchema, ParamSpec
 
-ARTIFACT = "model_dir"
+from audioclf.classifier import Classifier
+from audioclf.data.audio import AudioError, decode
+from audioclf.model_store import ARTIFACT
+
 DEFAULT_TOP_K = 5
 DEFAULT_BATCH_SIZE = 8
 # What loading and running the model needs besides audioclf itself, pinned to what logged it.
@@ -37,9 +44,6 @@ REQUIREMENTS = ("mlflow", "torch", "transformers", "numpy", "pandas", "soundfile
 
 def _bad_request(message: str) -> Exception:
     """An error the scoring server answers with HTTP 400 and ``message``."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
@@ -75,8 +79,6 @@ def _present(value: Any) -> bool:
 
 def _clip(row: dict[str, Any], n: int) -> tuple[np.ndarray, int]:
     """One row as ``(samples, sampling_rate)``; errors name the row."""
-    from audioclf.data.audio import AudioError, decode
-
     audio = row.get("audio")
     if _present(audio):
         if isinstance(audio, str):
@@ -104,14 +106,10 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
     """Rows with ``audio`` (raw bytes or base64 text) or ``array`` + ``sampling_rate``."""
 
     def load_context(self, context: Any) -> None:
-        from audioclf.predict import Classifier
-
         self.classifier = Classifier(Path(context.artifacts[ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         # MLflow validates nothing for a DataFrame hint; dicts and lists are accepted too.
-        from audioclf.data.audio import AudioError
-
         params = params or {}
         top_k = int(params.get("top_k") or DEFAULT_TOP_K)
         batch_size = int(params.get("batch_size") or DEFAULT_BATCH_SIZE)
@@ -131,9 +129,6 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
 
 def signature() -> Any:
     """No input schema (the pyfunc checks rows itself), only the inference params."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ParamSchema, ParamSpec
-
     return ModelSignature(
         params=ParamSchema(
             [

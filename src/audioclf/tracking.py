@@ -11,21 +11,27 @@ import hashlib
 import json
 import os
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import yaml
-from mlflow.entities import RunTag
+from dvc.utils.serialize import dumps_yaml, loads_yaml
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric, RunTag
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
-from audioclf.config import user_repo_root
+from audioclf.config import load_params, user_repo_root
+from audioclf.dvc_stages import data_stages
 
-DATA_STAGES = ("download", "resample", "featurize")
 SWEEP_TAG = "sweep"
 MODEL_DIGEST_TAG = "model.sha256"
 LOCK_ARTIFACT = "lineage/dvc.lock"
@@ -44,19 +50,31 @@ CODE_PATHS = (
 )
 
 
-def default_tracking_uri() -> str:
-    """The user repository's sqlite store (absolute, so experiment copies share it)."""
-    return f"sqlite:///{user_repo_root() / 'mlflow.db'}"
+def default_tracking_uri(root: Path | None = None) -> str:
+    """The repository's sqlite store (absolute, so experiment copies share it)."""
+    return f"sqlite:///{(root or user_repo_root()).resolve() / 'mlflow.db'}"
 
 
-def tracking_uri(tracking: DictConfig | None = None) -> str:
-    """``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else the user repo's sqlite store.
+def tracking_uri(tracking: DictConfig | None = None, root: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI``, else ``tracking.tracking_uri``, else the repo's sqlite store.
 
-    The default is absolute and built from ``DVC_ROOT``, so queued DVC experiments (which run
-    in temporary copies of the repository) log into the user's store, not into the copy.
+    The one place that decides where runs go. The default is absolute and built from
+    ``DVC_ROOT`` (or ``root``), so queued DVC experiments (which run in temporary copies of the
+    repository) log into the user's store, not into the copy.
     """
     configured = tracking.get("tracking_uri") if tracking is not None else None
-    return os.environ.get("MLFLOW_TRACKING_URI") or configured or default_tracking_uri()
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or default_tracking_uri(root)
+
+
+def project_tracking_uri(root: Path | None = None) -> str:
+    """:func:`tracking_uri` for a project directory, from its ``params.yaml`` when readable
+    (for commands run outside a stage: predict, lineage)."""
+    cfg = None
+    try:
+        cfg = load_params(root=root).get("tracking")
+    except Exception:  # no or an unreadable params.yaml: the environment and the default
+        cfg = None
+    return tracking_uri(cfg, root)
 
 
 def artifact_location(tracking: DictConfig | None = None) -> str | None:
@@ -99,6 +117,21 @@ def restore_tracking_uri(variable: str | None) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (``train.learning_rate``) and their leaf values."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def param_text(value: Any) -> str:
+    """A config value as MLflow keeps it in a param (lists as JSON)."""
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
 def flat_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, Any]]:
     """The composed config flattened to dotted keys; values too long for a param go apart.
 
@@ -106,20 +139,28 @@ def flat_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, Any]]:
     """
     params: dict[str, str] = {}
     long_values: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-            return
-        key, text = prefix[:-1], json.dumps(node) if isinstance(node, list) else str(node)
+    for key, value in flatten(OmegaConf.to_container(cfg, resolve=True)).items():
+        text = param_text(value)
         if len(text) > MAX_PARAM_VAL_LENGTH:
-            long_values[key] = node
+            long_values[key] = value
         else:
             params[key] = text
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
     return params, long_values
+
+
+@contextlib.contextmanager
+def no_artifact_progress_bar() -> Iterator[None]:
+    """MLflow's download progress bar off (it reads the environment), then as it was."""
+    key = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _git(*args: str) -> str | None:
@@ -162,14 +203,17 @@ def git_tags() -> dict[str, str]:
 
 
 def dvc_lock_tags(
-    lock_file: Path = Path("dvc.lock"), stages: tuple[str, ...] = DATA_STAGES
+    lock_file: Path = Path("dvc.lock"), stages: tuple[str, ...] | None = None
 ) -> dict[str, str]:
-    """The md5 of each data stage output recorded in ``dvc.lock``: which data made the model."""
+    """The md5 of each data stage output recorded in ``dvc.lock``: which data made the model.
+
+    ``stages``: the data stages of the ``dvc.yaml`` beside the lock file, unless given.
+    """
     if not lock_file.is_file():
         return {}
     lock = yaml.safe_load(lock_file.read_text()) or {}
     tags = {}
-    for stage in stages:
+    for stage in stages if stages is not None else data_stages(lock_file.parent):
         for out in lock.get("stages", {}).get(stage, {}).get("outs", []):
             tags[f"dvc.{stage}.{out['path']}"] = out.get("md5", "")
     return tags
@@ -253,8 +297,6 @@ def tracker_kwargs(cfg: DictConfig, run_id: str | None, tags: dict[str, str]) ->
 
 def log_dataset(manifest: dict[str, Any], context: str = "train") -> None:
     """Log the dataset as a run input: source, revision and the manifest digest."""
-    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
 
     source = HuggingFaceDatasetSource(
         path=manifest["path"],
@@ -327,7 +369,6 @@ def log_lineage(
     """
     if not lock_file.is_file():
         return
-    from dvc.utils.serialize import dumps_yaml, loads_yaml
 
     # DVC's own YAML 1.2 round trip: PyYAML would read `mixed_precision: no` as false.
     lock = loads_yaml(lock_file.read_text()) or {}
@@ -348,17 +389,16 @@ def log_training_outputs(
     long_values: dict[str, Any],
     label_names: list[str],
 ) -> None:
-    """Artifacts of a finished training: data manifest, label maps, curve, checkpoints, model."""
-    import tempfile
+    """Artifacts of a finished training: data manifest, label maps, curve, checkpoints.
 
-    from audioclf.serving import log_pyfunc_model
-
+    The model itself is logged (and registered) by :func:`audioclf.serving.log_pyfunc_model`.
+    """
     client = MlflowClient()
     client.log_artifact(run_id, str(manifest), "data")
     client.log_artifact(run_id, str(train_log), "training")
     client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
     client.set_tag(run_id, MODEL_DIGEST_TAG, model_digest(Path(cfg.paths.model)))
-    log_lineage(run_id, DATA_STAGES)
+    log_lineage(run_id, data_stages(Path.cwd()))
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / "label_maps.json"
         labels.write_text(json.dumps({"id2label": dict(enumerate(label_names))}, indent=2))
@@ -374,7 +414,6 @@ def log_training_outputs(
     for name in names:
         if (checkpoints / name).is_dir():
             client.log_artifacts(run_id, str(checkpoints / name), f"checkpoints/{name}")
-    log_pyfunc_model(run_id, Path(cfg.paths.model), cfg.tracking.registered_model_name)
 
 
 def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
@@ -393,8 +432,5 @@ def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
 
 def metric(key: str, value: float, step: int = 0) -> Any:
     """An MLflow metric entity stamped now (for ``log_batch``)."""
-    import time
-
-    from mlflow.entities import Metric
 
     return Metric(key, float(value), int(time.time() * 1000), step)

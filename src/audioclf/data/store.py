@@ -49,6 +49,13 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def dataset_fingerprint(ds: Dataset) -> str:
+    """The fingerprint ``datasets`` keeps for a dataset (for ours, set from content by
+    :func:`save_splits`). datasets has no public accessor: this reads ``Dataset._fingerprint``,
+    the one use of it here (pyproject bounds datasets below 6; tests/test_store.py checks it)."""
+    return ds._fingerprint
+
+
 def save_splits(splits: DatasetDict, target: str | Path, key: str) -> None:
     """Save a DatasetDict atomically with clean metadata and content-derived fingerprints."""
     clean = DatasetDict()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 
 from audioclf.config import ConfigError
 
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
 
 def build_feature_extractor(model: DictConfig) -> Any:
     """The checkpoint's own extractor, or one instantiated from ``model.feature_extractor``."""
-    from hydra.utils import instantiate
-    from transformers import AutoFeatureExtractor
 
     if model.get("name_or_path"):
         return AutoFeatureExtractor.from_pretrained(
@@ -39,7 +39,6 @@ def label_maps(label_names: Sequence[str]) -> tuple[dict[int, str], dict[str, in
 
 def build_model(model: DictConfig, label_names: Sequence[str]) -> PreTrainedModel:
     """A classification model with ``num_labels`` and label maps taken from the data."""
-    from transformers import AutoConfig, AutoModelForAudioClassification
 
     id2label, label2id = label_maps(label_names)
     config = model.get("config")

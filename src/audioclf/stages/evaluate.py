@@ -15,6 +15,7 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from audioclf import evaluation, tracking
 from audioclf.data.store import load_splits, write_json
+from audioclf.dvc_stages import MODEL_STAGE, data_stages
 from audioclf.stages import run_stage
 from audioclf.training.data import make_loader
 from audioclf.training.loop import predict
@@ -67,7 +68,8 @@ def evaluate(cfg: DictConfig) -> None:
         run["run_id"], evaluation.as_table(matrix, names), "evaluation/confusion_matrix.json"
     )
     # dvc.lock again, now with the train stage locked (its model, code and params hashes)
-    tracking.log_lineage(run["run_id"], (*tracking.DATA_STAGES, "train"), tag_stages=("train",))
+    stages = (*data_stages(Path.cwd()), MODEL_STAGE)
+    tracking.log_lineage(run["run_id"], stages, tag_stages=(MODEL_STAGE,))
     print(json.dumps(summary, indent=2))
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from audioclf.data.sources import LABEL
-from audioclf.data.store import fingerprint, load_splits, save_splits
+from audioclf.data.store import dataset_fingerprint, fingerprint, load_splits, save_splits
 from audioclf.models import build_feature_extractor
 from audioclf.stages import run_stage
 
@@ -46,7 +46,7 @@ def featurize(cfg: DictConfig) -> None:
         remove_columns=drop,
         desc="Featurizing",
     ).rename_column(LABEL, "label")
-    source = {name: ds._fingerprint for name, ds in splits.items()}
+    source = {name: dataset_fingerprint(ds) for name, ds in splits.items()}
     key = fingerprint(source, extractor.to_dict(), cfg.audio.max_duration_s)
     save_splits(out, cfg.paths.features, key=key)
 

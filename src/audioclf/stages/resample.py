@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from audioclf.data import audio
 from audioclf.data.sources import AUDIO
-from audioclf.data.store import fingerprint, load_splits, save_splits
+from audioclf.data.store import dataset_fingerprint, fingerprint, load_splits, save_splits
 from audioclf.stages import run_stage
 
 
@@ -33,7 +33,7 @@ def resample(cfg: DictConfig) -> None:
         remove_columns=[AUDIO],
         desc=f"Resampling to {rate} Hz",
     )
-    source = {name: ds._fingerprint for name, ds in splits.items()}
+    source = {name: dataset_fingerprint(ds) for name, ds in splits.items()}
     save_splits(out, cfg.paths.resampled, key=fingerprint(source, rate))
 
 

@@ -14,7 +14,7 @@ import mlflow
 from accelerate import Accelerator, PartialState
 from omegaconf import DictConfig
 
-from audioclf import environment, tracking
+from audioclf import environment, serving, tracking
 from audioclf.data.store import load_splits, write_json
 from audioclf.stages import run_stage
 from audioclf.training.checkpoints import TrainState
@@ -80,6 +80,9 @@ def train(cfg: DictConfig) -> None:
         checkpoints=Path(cfg.paths.checkpoints),
         long_values=long_values,
         label_names=splits["train"].features["label"].names,
+    )
+    serving.log_pyfunc_model(
+        state.run_id, Path(cfg.paths.model), cfg.tracking.registered_model_name
     )
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from audioclf.config import ConfigError
-from audioclf.data.store import atomic_path, fingerprint
+from audioclf.data.store import atomic_path, dataset_fingerprint, fingerprint
 from audioclf.models import build_feature_extractor, build_model
 from audioclf.training import checkpoints
 from audioclf.training.checkpoints import TrainState
@@ -173,7 +173,7 @@ def fit(
         OmegaConf.to_container(cfg.model, resolve=True),
         OmegaConf.to_container(train, resolve=True),
         cfg.seed,
-        {name: ds._fingerprint for name, ds in splits.items()},
+        {name: dataset_fingerprint(ds) for name, ds in splits.items()},
         accelerator.num_processes,
     )
     state = checkpoints.resumable(checkpoint_dir, config_hash) if train.resume else None
