@@ -171,7 +171,6 @@ def _search_logged_models(client: Any, experiment_id: str, run_id: str) -> list[
 
 
 def _lock_summary(text: str, pipeline: tuple[str, ...]) -> dict[str, Any]:
-
     lock = loads_yaml(text) or {}  # YAML 1.2, as DVC writes it (`no` is a string)
     stages = {}
     for name, stage in (lock.get("stages") or {}).items():

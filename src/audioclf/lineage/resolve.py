@@ -25,13 +25,11 @@ def find_repo(start: Path) -> Path | None:
 
 
 def _client(uri: str) -> Any:
-
     # Explicit URIs: mlflow.set_tracking_uri would export MLFLOW_TRACKING_URI to the process.
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _all_experiment_ids(client: Any) -> list[str]:
-
     return [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
 
 

@@ -29,15 +29,15 @@ class _DvcHasher:
     run's version may be: the workspace, the DVC cache, or the git commits that hold the run's
     code (its DVC experiment's commit, the commit it ran from)."""
 
-    def __init__(self, repo: Path, revs: list[tuple[str, str]] = ()) -> None:
-
+    def __init__(
+        self, repo: Path, revs: list[tuple[str, str]] = (), scratch: set[str] = frozenset()
+    ) -> None:
         self.root = repo
         self.repo = Repo(str(repo))
         self.revs = list(revs)
         self._at: dict[str, Any] = {}
-        self.scratch = {
-            out.def_path for out in self.repo.index.outs if out.persist and not out.use_cache
-        }
+        persistent = {o.def_path for o in self.repo.index.outs if o.persist and not o.use_cache}
+        self.scratch = set(scratch) | persistent
 
     def close(self) -> None:
         self.repo.close()
@@ -45,12 +45,10 @@ class _DvcHasher:
             repo.close()
 
     def _odb(self, hash_name: str) -> Any:
-
         cache = self.repo.cache.local if hash_name == "md5" else self.repo.cache.legacy
         return LocalHashFileDB(cache.fs, cache.path, hash_name=hash_name)
 
     def _hash(self, odb: Any, repo: Any, rel: str, hash_name: str) -> Any | None:
-
         path = repo.fs.join(repo.root_dir, rel)
         if not repo.fs.exists(path):
             return None
@@ -58,7 +56,6 @@ class _DvcHasher:
         return obj
 
     def _at_rev(self, rev: str) -> Any:
-
         if rev not in self._at:
             self._at[rev] = Repo(str(self.root), rev=rev)
         return self._at[rev]
@@ -155,7 +152,6 @@ def _item_checks(
 
 
 def _raw_item_checks(report: dict, repo: Path) -> list[Check]:
-
     manifest = report["data"]
     raw = report["run"]["params"].get("paths.raw", "data/raw")
     if not (repo / raw / "dataset_dict.json").is_file():
@@ -177,7 +173,6 @@ def _raw_item_checks(report: dict, repo: Path) -> list[Check]:
 
 
 def _source_item_checks(report: dict, repo: Path) -> list[Check]:
-
     manifest = report["data"]
     data_cfg = (report.get("config") or {}).get("data")
     if data_cfg is None:
@@ -220,7 +215,9 @@ def verify(report: dict, repo: Path) -> list[Check]:
     workspace when the data there is the run's, or nowhere else is.
     """
     stages = report["dvc_lock"]["stages"]
-    hasher = _DvcHasher(repo, _revs(report))
+    # Resume state: an output of runs locked before it left dvc.yaml's outs, never kept.
+    scratch = {report["run"]["params"].get("paths.checkpoints", "models/checkpoints")}
+    hasher = _DvcHasher(repo, _revs(report), scratch)
     checks: list[Check] = []
     seen: set[tuple[str, str]] = set()
     try:
