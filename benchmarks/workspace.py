@@ -17,17 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioclf.dvc_stages import stage_names
-from tests.datagen import SMALL_SPEAKERS, copy_pipeline, hub_rows, write_hub_repo
-
-
-def fast_train_overrides() -> tuple[str, ...]:
-    """The fast recipe (``conf/debug/fast.yaml``): a model and training that run in seconds.
-
-    The tests train with it too (``TINY_TRAIN_OVERRIDES`` in tests/datagen.py). Used for the
-    pipeline run behind the `dvc repro` and stage figures, and for everything in --smoke.
-    """
-    return ("debug=fast",)
-
+from tests.datagen import (
+    SMALL_SPEAKERS,
+    TINY_TRAIN_OVERRIDES,
+    copy_pipeline,
+    hub_rows,
+    write_hub_repo,
+)
 
 # The pipeline run in the copy: the fast model, one epoch, logged every 10 steps (its train
 # and evaluate stages run twice: once to build the pipeline, once after a param change).
@@ -111,7 +107,7 @@ def make_workspace(repo: Path, root: Path, *, smoke: bool) -> Workspace:
         data_overrides = SMOKE_DATA_OVERRIDES
     else:
         shutil.copytree(repo / "data" / "embedded", root / "data" / "embedded")
-    fast = fast_train_overrides()
+    fast = TINY_TRAIN_OVERRIDES  # the fast recipe (debug=fast), as the tests train
     ws = Workspace(
         root,
         [*data_overrides, *fast, *PIPELINE_EXTRA],

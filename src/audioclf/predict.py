@@ -158,7 +158,6 @@ def push_to_hub(
     Off unless called (``audioclf push``). Raises :class:`HubError` with one line when offline
     (``HF_HUB_OFFLINE=1``), without access, or on network errors; returns the repo URL.
     """
-
     offline = constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").lower() in (
         "1",
         "true",

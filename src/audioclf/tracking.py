@@ -297,7 +297,6 @@ def tracker_kwargs(cfg: DictConfig, run_id: str | None, tags: dict[str, str]) ->
 
 def log_dataset(manifest: dict[str, Any], context: str = "train") -> None:
     """Log the dataset as a run input: source, revision and the manifest digest."""
-
     source = HuggingFaceDatasetSource(
         path=manifest["path"],
         config_name=manifest.get("config_name"),
@@ -432,5 +431,4 @@ def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
 
 def metric(key: str, value: float, step: int = 0) -> Any:
     """An MLflow metric entity stamped now (for ``log_batch``)."""
-
     return Metric(key, float(value), int(time.time() * 1000), step)

@@ -39,7 +39,6 @@ def main(
 ) -> int:
     """The ``audioclf lineage`` command. 0: found (and verified); 1: verification failed;
     2: the target cannot be resolved."""
-
     root = Path(repo).resolve() if repo else None
     try:
         report = collect(target, repo=root, tracking_uri=tracking_uri)

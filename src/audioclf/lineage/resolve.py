@@ -45,7 +45,6 @@ def _run_file(repo: Path | None) -> dict[str, Any]:
 
 def resolve(target: str, client: Any, repo: Path | None) -> tuple[str, dict[str, Any]]:
     """The run id behind ``target`` and what the target is."""
-
     try:
         if target.startswith("models:/"):
             return _resolve_model_uri(target, client)

@@ -97,7 +97,6 @@ class _DvcHasher:
 
     def _changed_files(self, odb: Any, expected: str, tree: Any) -> list[str]:
         """Files of a directory whose hash differs from the locked tree's (from the cache)."""
-
         try:
             old = Tree.load(odb, HashInfo(odb.hash_name, expected))
         except Exception:

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 def build_feature_extractor(model: DictConfig) -> Any:
     """The checkpoint's own extractor, or one instantiated from ``model.feature_extractor``."""
-
     if model.get("name_or_path"):
         return AutoFeatureExtractor.from_pretrained(
             model.name_or_path, revision=model.get("revision")
@@ -39,7 +38,6 @@ def label_maps(label_names: Sequence[str]) -> tuple[dict[int, str], dict[str, in
 
 def build_model(model: DictConfig, label_names: Sequence[str]) -> PreTrainedModel:
     """A classification model with ``num_labels`` and label maps taken from the data."""
-
     id2label, label2id = label_maps(label_names)
     config = model.get("config")
     overrides: dict[str, Any] = OmegaConf.to_container(config, resolve=True) if config else {}

@@ -19,10 +19,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
-from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from audioclf import metrics
 from audioclf.config import ConfigError
 from audioclf.data.store import atomic_path, dataset_fingerprint, fingerprint
 from audioclf.models import build_feature_extractor, build_model
@@ -69,18 +69,13 @@ def eval_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     predictions = logits.argmax(axis=1)
+    f1 = metrics.load("precision_recall_f1").compute(
+        predictions=predictions, references=labels, labels=list(range(logits.shape[1]))
+    )
     return {
         "accuracy": float((predictions == labels).mean()),
         "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-        "f1_macro": float(
-            f1_score(
-                labels,
-                predictions,
-                labels=list(range(logits.shape[1])),
-                average="macro",
-                zero_division=0,
-            )
-        ),
+        "f1_macro": float(f1["f1_macro"]),  # as the evaluate stage computes it on test
     }
 
 
