@@ -10,6 +10,7 @@ import soundfile as sf
 import soxr
 
 SILENCE_PEAK = 1e-4
+PCM16_SCALE = 32768.0
 
 
 class AudioError(ValueError):
@@ -55,3 +56,18 @@ def load(source: bytes | str | Path, target_rate: int) -> np.ndarray:
     if reason:
         raise AudioError(reason)
     return resample(samples, rate, target_rate)
+
+
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as 16-bit PCM (rounded, clipped): half the bytes of float32,
+    and lossless for sources of 16 bits or fewer."""
+    scaled = np.rint(np.asarray(samples, dtype=np.float32) * np.float32(PCM16_SCALE))
+    return np.clip(scaled, -PCM16_SCALE, PCM16_SCALE - 1).astype(np.int16)
+
+
+def as_float32(samples: np.ndarray) -> np.ndarray:
+    """Stored samples as float32 in [-1, 1]: 16-bit PCM is scaled, float is passed through."""
+    samples = np.asarray(samples)
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / np.float32(PCM16_SCALE)
+    return samples.astype(np.float32, copy=False)
