@@ -192,6 +192,7 @@ def hf_trainer(
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from audioclf import metrics
+    from audioclf.data.features import ModelInput
     from audioclf.data.sources import LABEL
     from audioclf.models import build_feature_extractor, build_model
 
@@ -207,7 +208,14 @@ def hf_trainer(
 
     source = resampled["train"]
     train = source.map(preprocess, batched=True, batch_size=64, remove_columns=source.column_names)
-    test = features["test"].select_columns([name, "label"])
+    model_input = ModelInput(extractor)
+    test = (
+        features["test"]
+        .select_columns([name, "label"])
+        .with_format("numpy", [name], True)
+        .map(lambda row: {name: model_input(row[name])})
+        .with_format(None)
+    )
     accuracy = metrics.load("accuracy")
     marks: dict[str, float] = {}
 

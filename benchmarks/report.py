@@ -133,6 +133,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "/".join(str(p["n"]) for p in pts),
             )
         )
+    out += disk_rows(r.get("disk_per_audio_hour"))
     pr = r.get("predict")
     if pr:
         o, p = pr["ours"], pr["pipeline"]
@@ -164,6 +165,27 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()),
                 "",
                 "",
+                "1",
+            )
+        )
+    return out
+
+
+def disk_rows(disk: dict[str, Any] | None) -> list[tuple[str, str, str, str, str]]:
+    """Per scale: MB per audio-hour of each stage and in total, against the PCM bound."""
+    out: list[tuple[str, str, str, str, str]] = []
+    for p in (disk or {}).get("points", []):
+        per_hour = p["disk_per_audio_hour_mb"]
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in per_hour.items() if k != "total")
+        out.append(
+            (
+                f"Disk per audio-hour, {p['scale']}x data ({p['audio_s'] / 3600:.1f} h, "
+                f"cache {p['cache_type']}, {p['storage_dtype']})",
+                f"{per_hour['total']:.0f} MB = {p['x_pcm16']:.2f}x 16-bit PCM at "
+                f"{p['sampling_rate']} Hz ({p['pcm16_per_audio_hour_mb']:.0f} MB/h); "
+                f"per stage MB/h: {stages}",
+                f"<= {disk['bound_x_pcm16']:g}x",
+                _yes(p["within_bound"]),
                 "1",
             )
         )

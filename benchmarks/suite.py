@@ -25,7 +25,7 @@ from benchmarks.workspace import REPO_ROOT, STAGES
 log = logging.getLogger("benchmarks")
 
 HIGH_LOAD = 1.5
-FIGURES = ("stages", "repro", "scaling", "throughput", "accuracy", "inference")
+FIGURES = ("stages", "repro", "scaling", "disk", "throughput", "accuracy", "inference")
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Settings:
     recipe_stage_rows: tuple[int, int] | None = (64, 32)
     scales: tuple[int, ...] = (1, 4, 16)
     scale_runs: dict[int, int] = field(default_factory=lambda: {1: 2, 4: 1, 16: 1})
+    disk_scales: tuple[int, ...] = (1, 16)
     latency_calls: int = 40
     predict_batch: int = 32
     predict_rounds: int = 5
@@ -65,6 +66,7 @@ class Settings:
             recipe_stage_rows=None,
             scales=(1, 4),
             scale_runs={1: 1, 4: 1},
+            disk_scales=(1, 2),
             latency_calls=5,
             predict_batch=8,
             predict_rounds=1,
@@ -104,11 +106,11 @@ def run(
     from omegaconf import OmegaConf
 
     from audioclf.config import compose_conf
-    from benchmarks import accuracy, repro, scaling, stages, throughput
+    from benchmarks import accuracy, disk, repro, scaling, stages, throughput
     from benchmarks.common import mlflow_store
     from benchmarks.machine import machine_info, source_info
     from benchmarks.report import write_markdown
-    from benchmarks.workspace import make_workspace
+    from benchmarks.workspace import SMOKE_DATA, make_workspace
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -132,6 +134,7 @@ def run(
         "time_to_accuracy": None,
         "noop_repro_s": None,
         "featurize_scaling": None,
+        "disk_per_audio_hour": None,
         "predict": None,
         "peak_rss_mb": None,
         "gpu": None,
@@ -212,6 +215,18 @@ def run(
                 stage_figures.get("featurize"),
             )
 
+        def fig_disk() -> None:
+            result["disk_per_audio_hour"] = _timed(
+                "disk",
+                timings,
+                disk.disk_per_audio_hour,
+                repo,
+                scratch / "disk",
+                s.disk_scales,
+                source=ws.root / (SMOKE_DATA if smoke else "data/embedded"),
+                smoke=smoke,
+            )
+
         def fig_throughput() -> None:
             with mlflow_store(scratch / "mlflow"):
                 tp = _timed(
@@ -270,6 +285,7 @@ def run(
         figures = {
             "repro": fig_repro,
             "scaling": fig_scaling,
+            "disk": fig_disk,
             "throughput": fig_throughput,
             "accuracy": fig_accuracy,
             "inference": fig_inference,

@@ -27,6 +27,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig
 
+from audioclf.data.audio import as_float32
 from benchmarks.common import reset_accelerate, start_mlflow
 from benchmarks.measure import median
 
@@ -37,7 +38,7 @@ def _looped(split: Dataset, name: str, length: int) -> Dataset:
     def loop(batch: dict[str, list[Any]]) -> dict[str, list[np.ndarray]]:
         out = []
         for values in batch[name]:
-            values = np.asarray(values, dtype=np.float32)
+            values = as_float32(values)
             out.append(np.resize(values, max(length, values.shape[0])))
         return {name: out}
 

@@ -67,6 +67,20 @@ def test_bench_smoke_writes_sane_figures(
     for p in points:
         assert p["audio_s_per_s"] > 0 and p["peak_tree_rss_mb"] > 0 and p["n"] >= 1
 
+    disk = r["disk_per_audio_hour"]
+    small, double = disk["points"]
+    assert (small["scale"], double["scale"]) == (1, 2)
+    assert double["audio_s"] == pytest.approx(2 * small["audio_s"], rel=1e-3)
+    for p in (small, double):
+        assert set(p["disk_per_audio_hour_mb"]) == {
+            "download", "resample", "featurize", "dvc_cache_not_shared", "total"
+        }
+        # 16-bit PCM kept once per stage and shared with the cache: not the float32 copies
+        assert p["stage_mb"]["resample"] <= 1.2 * p["pcm16_mb"] + 0.1
+        assert p["cache_not_shared_mb"] < 0.1 * p["total_mb"]
+        assert p["within_bound"] and p["x_pcm16"] <= 3
+    assert "Disk per audio-hour, 2x data" in out.with_suffix(".md").read_text()
+
     pr = r["predict"]
     for side in ("ours", "pipeline"):
         assert 0 < pr[side]["latency_p50_ms"] <= pr[side]["latency_p95_ms"]

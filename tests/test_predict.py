@@ -37,13 +37,21 @@ MASKED = (
 
 
 def save_tiny_model(
-    path: Path, labels: tuple[str, ...] | None = LABELS, *extra: str, seed: int = 3
+    path: Path,
+    labels: tuple[str, ...] | None = LABELS,
+    *extra: str,
+    seed: int = 3,
+    window_s: float | None = None,
 ) -> Path:
-    """A random tiny model + its extractor saved in ``path``; ``labels=None``: no label names."""
+    """A random tiny model + its extractor saved in ``path``; ``labels=None``: no label names.
+
+    ``window_s``: saved as the train stage exports a model trained on clips that long (its
+    default scoring window); None: a model folder that records no window."""
     import torch
 
     from audioclf.config import compose_conf
     from audioclf.models import build_feature_extractor, build_model
+    from audioclf.training.loop import save_model
 
     cfg = compose_conf(["model=tiny", *TINY, *extra], root=REPO_ROOT)
     torch.manual_seed(seed)  # a seed whose random model tells these test clips apart
@@ -53,8 +61,7 @@ def save_tiny_model(
     if labels is None:  # what a config saved without label maps looks like
         model.config.id2label = {i: f"LABEL_{i}" for i in range(3)}
         model.config.label2id = {f"LABEL_{i}": i for i in range(3)}
-    model.save_pretrained(path)
-    build_feature_extractor(cfg.model).save_pretrained(path)
+    save_model(model, build_feature_extractor(cfg.model), path, window_s=window_s)
     return path
 
 

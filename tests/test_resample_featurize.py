@@ -12,7 +12,10 @@ import soundfile as sf
 import soxr
 from datasets import ClassLabel
 
+from audioclf.data.audio import as_float32
+from audioclf.data.features import ModelInput
 from audioclf.data.store import load_splits
+from audioclf.models import build_feature_extractor
 from audioclf.stages.download import download
 from audioclf.stages.featurize import featurize
 from audioclf.stages.resample import resample
@@ -47,7 +50,10 @@ def decoded(folder: Path) -> dict[str, tuple[np.ndarray, int]]:
     return out
 
 
-def test_resample_gives_float32_mono_at_the_configured_rate(folder_project: Project) -> None:
+PCM16_STEP = 1 / 32768
+
+
+def test_resample_gives_16_bit_mono_at_the_configured_rate(folder_project: Project) -> None:
     cfg = folder_project.cfg("audio.sampling_rate=16000")
     download(cfg)
     resample(cfg)
@@ -58,16 +64,37 @@ def test_resample_gives_float32_mono_at_the_configured_rate(folder_project: Proj
     for ds in out.values():
         assert "audio" not in ds.column_names  # no bytes carried on
         assert {"array", "duration_s", "intent_class", "speaker"} <= set(ds.column_names)
+        assert ds.features["array"].feature.dtype == "int16"  # 2 bytes a sample on disk
         for row in ds.with_format("numpy"):
             frames, rate = originals[row["path"]]
-            array = row["array"]
+            array = as_float32(row["array"])
             assert rate == 8000
             assert array.dtype == np.float32 and array.ndim == 1
             assert array.size == 2 * frames.shape[0]  # 8 kHz -> 16 kHz
             assert row["duration_s"] == pytest.approx(frames.shape[0] / 8000)
-            # Mono is the mean of the channels, then resampled.
+            # Mono is the mean of the channels, then resampled, then rounded to 16 bits.
             expected = soxr.resample(frames.mean(axis=1), 8000, 16000, quality="HQ")
-            np.testing.assert_allclose(array, expected, atol=1e-5)
+            np.testing.assert_allclose(array, np.clip(expected, -1, 1), atol=PCM16_STEP)
+
+
+def test_resample_keeps_float32_when_asked(folder_project: Project) -> None:
+    cfg = folder_project.cfg("audio.sampling_rate=16000", "audio.storage_dtype=float32")
+    download(cfg)
+    resample(cfg)
+    originals = decoded(Path(FOLDER_DIR))
+    for ds in load_splits("data/resampled", "resample").values():
+        assert ds.features["array"].feature.dtype == "float32"
+        for row in ds.with_format("numpy"):
+            frames, _ = originals[row["path"]]
+            expected = soxr.resample(frames.mean(axis=1), 8000, 16000, quality="HQ")
+            np.testing.assert_allclose(row["array"], expected, atol=1e-6)
+
+
+def test_resample_names_a_bad_storage_dtype(folder_project: Project) -> None:
+    cfg = folder_project.cfg("audio.storage_dtype=int8")
+    download(cfg)
+    with pytest.raises(ValueError, match=r"audio\.storage_dtype must be one of"):
+        resample(cfg)
 
 
 def test_resample_at_the_source_rate_keeps_the_samples(folder_project: Project) -> None:
@@ -79,20 +106,25 @@ def test_resample_at_the_source_rate_keeps_the_samples(folder_project: Project) 
     for ds in load_splits("data/resampled", "resample").values():
         for row in ds.with_format("numpy"):
             frames, _ = originals[row["path"]]
-            np.testing.assert_allclose(row["array"], frames.mean(axis=1), atol=1e-6)
+            mono = frames.mean(axis=1)
+            np.testing.assert_allclose(as_float32(row["array"]), mono, atol=PCM16_STEP / 2)
 
 
 @pytest.mark.parametrize("model", ["logmel_cnn", "tiny"])
 def test_featurize_applies_the_extractor_to_whole_clips_with_class_labels(
     folder_project: Project, model: str
 ) -> None:
-    """The log-mel CNN's extractor passes the waveform through (the model computes its
-    features); the tiny wav2vec2's normalizes each clip to zero mean and unit variance."""
+    """Both extractors only scale the waveform: featurize stores the clip itself (no float
+    copy) and the extractor runs when a row is read. The log-mel CNN's passes the waveform
+    through (the model computes its features); the tiny wav2vec2's normalizes each clip to
+    zero mean and unit variance."""
     folder_project.write_params(*folder_project.overrides, f"model={model}", f"train={model}")
     run_stages(folder_project)
     resampled = load_splits("data/resampled", "resample")
     features = load_splits("data/features", "featurize")
     names = ["no", "stop", "yes"]
+    extractor = build_feature_extractor(folder_project.cfg().model)
+    model_input = ModelInput(extractor)
     lengths = []
     for split, ds in features.items():
         assert isinstance(ds.features["label"], ClassLabel)
@@ -102,14 +134,18 @@ def test_featurize_applies_the_extractor_to_whole_clips_with_class_labels(
         for row, source in zip(
             ds.with_format("numpy"), resampled[split].with_format("numpy"), strict=True
         ):
-            values = row["input_values"]
+            np.testing.assert_array_equal(row["input_values"], source["array"])
+            assert ds.features["input_values"].feature.dtype == "int16"
+            values = model_input(row["input_values"])
             assert values.dtype == np.float32
             assert values.size == source["array"].size  # the whole clip
+            direct = extractor(as_float32(source["array"]), sampling_rate=8000)["input_values"][0]
+            np.testing.assert_array_equal(values, direct)  # as if the output had been stored
             if model == "tiny":
                 assert abs(float(values.mean())) < 1e-3
                 assert float(values.std()) == pytest.approx(1.0, abs=1e-2)
             else:
-                np.testing.assert_array_equal(values, source["array"])
+                np.testing.assert_array_equal(values, as_float32(source["array"]))
             lengths.append(values.size)
     # The 1.5 s clips are kept whole, not cut to a second.
     assert max(lengths) == 12000

@@ -33,6 +33,7 @@ NAME = "audioclf-test"
 ALIAS = "champion"
 SERVE_TEST = "test_served_model_answers_over_http"
 BOOT_TIMEOUT_S = 90
+WINDOW_S = 1.0  # the logged model's training clip length: the test clips are shorter
 
 
 @dataclass
@@ -107,7 +108,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
     tmp = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    model_dir = save_tiny_model(tmp / "final")
+    model_dir = save_tiny_model(tmp / "final", window_s=WINDOW_S)
     client = MlflowClient(uri)
     experiment = client.create_experiment("t", artifact_location=(tmp / "artifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
@@ -175,6 +176,43 @@ def test_pyfunc_takes_bytes_base64_and_arrays(
     assert len(model.predict(pd.DataFrame({"audio": [data]}))["top_k"][0]) == len(LABELS)
     with pytest.raises(Exception, match="row 0: unreadable or corrupt audio"):
         model.predict(pd.DataFrame({"audio": [b"not audio"]}))
+
+
+def test_pyfunc_scores_long_arrays_in_the_registered_models_window(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from audioclf.classifier import Classifier, Window
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@{ALIAS}")
+    stereo = np.concatenate(
+        [tone(f, 1.5, seed=20 + i, channels=2, rate=16000) for i, f in enumerate((300, 1200, 2400))]
+    )  # 4.5 s: 8 windows of 1 s every 0.5 s
+    short = tone(500.0, 0.6, seed=23)
+    frame = pd.DataFrame(
+        {"array": [stereo.tolist(), short.tolist()], "sampling_rate": [16000, 8000]}
+    )
+    classifier = Classifier(store.model_dir)
+    clips = [(stereo, 16000), (short, 8000)]
+
+    out = model.predict(frame, params={"top_k": 3, "segments": True})
+    expected = classifier.score(clips, Window(WINDOW_S, WINDOW_S / 2), segments=True)
+    assert [len(s) for s in out["segments"]] == [8, 1] == [e.windows for e in expected]
+    for got, want in zip(out["top_k"], expected, strict=True):
+        assert by_label(got) == pytest.approx(by_label(classifier.top(want.probs, 3)), abs=1e-5)
+    assert out["segments"][0][-1]["end_s"] == pytest.approx(4.5)
+    assert [s["label"] for s in out["segments"][0]] == [s["label"] for s in expected[0].segments]
+    assert "segments" not in model.predict(frame).columns
+
+    whole = model.predict(frame, params={"window_s": 0.0, "top_k": 3})
+    assert list(whole["top_k"]) == classifier.classify(clips, top_k=3)
+    other = model.predict(frame, params={"window_s": 2.0, "hop_s": 2.0, "segments": True})
+    assert [s["start_s"] for s in other["segments"][0]] == [0.0, 2.0, 2.5]
+    with pytest.raises(MlflowException, match=r"hop_s \(3 s\) must not exceed the window"):
+        model.predict(frame, params={"hop_s": 3.0})
 
 
 @pytest.mark.parametrize("form", ["runs", "version", "alias"])

@@ -87,7 +87,7 @@ def test_the_closure_follows_imports_inside_functions_and_package_inits() -> Non
     closure = {str(p) for p in import_closure(f"{PACKAGE}.stages.evaluate")}
     assert "src/audioclf/__init__.py" in closure
     assert "src/audioclf/evaluation.py" in closure
-    assert "src/audioclf/training/loop.py" in closure
+    assert "src/audioclf/classifier.py" in closure
 
 
 def test_code_deps_name_existing_files() -> None:

@@ -117,7 +117,8 @@ def test_train_evaluate_log_one_complete_mlflow_run(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     run_stage(train, [])
-    run_stage(evaluate, [])
+    # windows (0.25 s) shorter than every test clip (0.3-0.5 s), unlike the recorded 0.4 s crop
+    run_stage(evaluate, ["evaluate.window_s=0.25"])
 
     cfg = trained_project.cfg()
     model_dir = Path(cfg.paths.model)
@@ -131,13 +132,19 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     metrics = json.loads(Path(cfg.paths.metrics).read_text())
     assert {"accuracy", "f1_macro"} <= metrics.keys()
     assert metrics["num_test"] == len(Path(cfg.paths.predictions).read_text().splitlines()) - 1
-    # What evaluate scored is what users are served: audioclf predict on the same test clips.
+    # What evaluate scored is what users are served: audioclf predict's scoring of the same
+    # test clips (`audioclf predict --window-s 0.25`).
     from audioclf.classifier import Classifier
+    from audioclf.data.audio import as_float32
 
     test = load_splits(cfg.paths.resampled, "resample")["test"]
     classifier = Classifier(model_dir)
-    clips = [classifier.prepare(np.asarray(a), cfg.audio.sampling_rate) for a in test["array"]]
-    served = [classifier.labels[int(p.argmax())] for p in classifier.probabilities(clips, 8)]
+    assert classifier.default_window_s == cfg.train.crop_s == 0.4  # the train stage's record
+    rate = cfg.audio.sampling_rate
+    clips = [(as_float32(np.asarray(a)), rate) for a in test["array"]]
+    scored = classifier.score(clips, classifier.window(0.25), batch_size=8)
+    assert all(s.windows > 1 for s in scored)
+    served = [classifier.labels[int(s.probs.argmax())] for s in scored]
     with open(cfg.paths.predictions, newline="") as table:
         evaluated = {row["path"]: row["predicted"] for row in csv.DictReader(table)}
     assert served == [evaluated[path] for path in test["path"]]
@@ -163,6 +170,7 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     assert tags["data.digest"] == json.loads(Path(cfg.paths.manifest).read_text())["digest"]
     assert tags["git.commit"]
     assert tags["accelerate.num_processes"] == "1"
+    assert (tags["evaluate.window_s"], tags["evaluate.hop_s"]) == ("0.25", "0.125")
 
     def artifacts(path: str = "") -> set[str]:
         found = set()

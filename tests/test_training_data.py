@@ -103,14 +103,19 @@ def test_augmentations_change_what_they_say() -> None:
     assert snr == pytest.approx(10.0, abs=0.5)
 
 
-def test_evaluation_loader_serves_clips_as_stored() -> None:
-    """Augmentations belong to the training loader: evaluation sees stored clips, unchanged."""
+def test_evaluation_loader_serves_clips_as_the_extractor_makes_them() -> None:
+    """Augmentations belong to the training loader: evaluation sees stored clips through the
+    extractor (featurize defers a waveform extractor to reading time), and nothing else."""
     split = featurized([800, 1200, 1000])
     extractor = Wav2Vec2FeatureExtractor(sampling_rate=8000, return_attention_mask=True)
+    assert extractor.do_normalize
     loader = make_loader(split, extractor, batch_size=1, crop_samples=None, seed=0, shuffle=False)
     assert loader.dataset.augment is None
     for i, batch in enumerate(loader):
-        np.testing.assert_array_equal(batch["input_values"][0].numpy(), split[i]["input_values"])
+        stored = np.asarray(split[i]["input_values"], dtype=np.float32)
+        expected = extractor(stored, sampling_rate=8000)["input_values"][0]
+        assert abs(float(stored.mean())) > 1e-3 and abs(float(expected.mean())) < 1e-6
+        np.testing.assert_array_equal(batch["input_values"][0].numpy(), expected)
 
 
 def test_unknown_augmentation_key_names_it() -> None:

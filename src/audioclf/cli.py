@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 
 from transformers.utils import logging as hf_logging
 
+from audioclf.classifier import WindowError
 from audioclf.config import write_params
 from audioclf.lineage import main as lineage_main
 from audioclf.predict import (
     HubError,
     ModelError,
+    format_segments,
     format_table,
     load_classifier,
     predict_files,
@@ -36,16 +39,36 @@ def _predict(args: argparse.Namespace) -> int:
     except ModelError as err:
         print(f"audioclf predict: error: bad --model: {err}", file=sys.stderr)
         return 2
+    try:
+        window = classifier.window(args.window_s, args.hop_s, names=("--window-s", "--hop-s"))
+    except WindowError as err:
+        print(f"audioclf predict: error: {err}", file=sys.stderr)
+        return 2
     predictions, errors = predict_files(
-        classifier, args.files, top_k=args.top_k, batch_size=args.batch_size
+        classifier,
+        args.files,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        window=window,
+        segments=args.segments,
     )
     for error in errors:
         print(f"audioclf predict: error: {error['file']}: {error['error']}", file=sys.stderr)
     if args.json:
-        out = {"model": classifier.source, "predictions": predictions, "errors": errors}
+        out = {
+            "model": classifier.source,
+            "window": None
+            if window is None
+            else {"window_s": window.seconds, "hop_s": window.hop_s},
+            "predictions": predictions,
+            "errors": errors,
+        }
         print(json.dumps(out, indent=2))
     elif predictions:
         print(format_table(predictions))
+        if args.segments:
+            print()
+            print(format_segments(predictions))
     return 1 if errors else 0
 
 
@@ -76,6 +99,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number_of_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A number of seconds, at least 0."""
+    value = _number_of_seconds(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, not {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds, more than 0."""
+    value = _number_of_seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audioclf", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="classify audio files (WAV/FLAC/OGG/MP3, any rate, mono or stereo)",
         description="Classify audio files with the pipeline's model or an MLflow model. "
-        "Exit code 1 if any file failed (the others are still predicted), 2 for a bad --model.",
+        "Files longer than the scoring window are read in blocks and scored in overlapping "
+        "windows. Exit code 1 if any file failed (the others are still predicted), 2 for a bad "
+        "--model or window.",
     )
     predict.add_argument(
         "files", nargs="+", metavar="FILE", help="audio files or directories (searched recursively)"
@@ -109,6 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=8,
         help="clips per forward pass (default 8); batching never changes scores",
+    )
+    predict.add_argument(
+        "--window-s",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help="score files longer than S seconds in windows of S seconds, averaging the window "
+        "scores (default: the clip length the model was trained on, as its folder records it; "
+        "whole files for models that record none); 0: whole files",
+    )
+    predict.add_argument(
+        "--hop-s",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="a window every S seconds, at most the window (default: half the window)",
+    )
+    predict.add_argument(
+        "--segments",
+        action="store_true",
+        help="also list each window's times and top label (a whole file is one window)",
     )
     predict.add_argument("--json", action="store_true", help="JSON output for machines")
     predict.set_defaults(func=_predict)

@@ -1,15 +1,60 @@
-"""Test-set metrics and the files DVC and people read: metrics JSON, predictions, confusion PNG."""
+"""Test-set scores and metrics, and the files DVC and people read: metrics JSON, predictions,
+confusion PNG."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audioclf.classifier import Classifier, Window
+from audioclf.data.audio import AudioError, as_float32
 from audioclf.metrics import load
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+def score_split(
+    classifier: Classifier,
+    split: Dataset,
+    rate: int,
+    window: Window | None,
+    batch_size: int,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Class probabilities (clips x labels) of a resampled split's ``array`` clips at ``rate``,
+    scored as ``audioclf predict`` scores a file: whole, or in ``window`` when longer, the
+    window probabilities averaged (:meth:`Classifier.score_arrays`). The clips are whole (not
+    cut at ``audio.max_duration_s`` as the training features are) and read ``chunk`` at a
+    time; stored 16-bit PCM or float32 both work. An unusable clip is an error naming it.
+    """
+    clips = split.with_format("numpy", columns=["array"])
+    names = split["path"]
+    rows: list[np.ndarray] = []
+    for start in range(0, len(split), max(1, chunk)):
+        arrays = []
+        for n, values in enumerate(clips[start : start + chunk]["array"], start=start):
+            try:
+                arrays.append(classifier.prepare(as_float32(values), rate))
+            except AudioError as err:
+                raise AudioError(f"test clip {names[n]}: {err}") from err
+        scored = classifier.score_arrays(arrays, window, batch_size)
+        for n, result in enumerate(scored, start=start):
+            if isinstance(result, Exception):
+                raise AudioError(f"test clip {names[n]}: {result}") from result
+            rows.append(result.probs)
+    return np.stack(rows) if rows else np.zeros((0, len(classifier.labels)), dtype=np.float32)
+
+
+def window_tags(window: Window | None) -> dict[str, str]:
+    """MLflow tags saying how the test clips were scored (``window_s`` 0: whole clips)."""
+    if window is None:
+        return {"evaluate.window_s": "0"}
+    return {"evaluate.window_s": f"{window.seconds:g}", "evaluate.hop_s": f"{window.hop_s:g}"}
 
 
 def compute_metrics(

@@ -3,6 +3,11 @@
 The model is a ``save_pretrained`` folder or an MLflow model URI (:mod:`audioclf.model_store`);
 scoring is the inference core's (:class:`audioclf.classifier.Classifier`), which equals
 ``transformers.pipeline("audio-classification")`` and never lets batching change a score.
+
+A file longer than the scoring window (the model's training clip length unless given) is never
+decoded whole: it is read in blocks of :data:`BLOCK_FRAMES`, resampled as a stream and scored
+window by window (:meth:`~audioclf.classifier.Classifier.score_stream`), so memory is bounded
+by the window, not by the recording. Shorter files are decoded whole and scored as before.
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from huggingface_hub import constants
 
-from audioclf.classifier import Classifier, ModelError, first_line
+from audioclf.classifier import Classifier, ClipScores, ModelError, Window, first_line
 from audioclf.data.audio import AudioError, decode
 from audioclf.data.sources import AUDIO_SUFFIXES
 from audioclf.model_store import default_model_dir, download_model, is_model_uri, model_dir_in
 
 __all__ = ["Classifier", "HubError", "ModelError", "load_classifier", "predict_files"]
+
+BLOCK_FRAMES = 1 << 16  # frames read at a time from a file scored in windows
 
 
 class HubError(RuntimeError):
@@ -90,38 +98,83 @@ def predict_files(
     top_k: int | None = 5,
     batch_size: int = 8,
     chunk: int = 256,
+    window: Window | None = None,
+    segments: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Predict every file (directories expanded); a bad file is reported, never fatal.
 
-    Returns ``(predictions, errors)``: ``{"file", "sampling_rate", "duration_s", "labels"}``
-    per good file in input order, ``{"file", "error"}`` per bad one. Files are decoded
-    ``chunk`` at a time, so memory stays bounded for large directories.
+    Returns ``(predictions, errors)``: ``{"file", "sampling_rate", "duration_s", "windows",
+    "labels"}`` (and ``"segments"`` when asked) per good file in input order, ``{"file",
+    "error"}`` per bad one. Files are decoded ``chunk`` at a time, so memory stays bounded for
+    large directories; a file longer than ``window`` is streamed (see the module docstring).
     """
     files, bad = expand_inputs(inputs)
     errors = [{"file": str(path), "error": reason} for path, reason in bad]
     predictions: list[dict[str, Any]] = []
     for start in range(0, len(files), max(1, chunk)):
-        ready: list[tuple[Path, int, float, np.ndarray]] = []
+        # [path, rate, duration_s, scores or error]; decoded files are scored together below
+        outcomes: list[list[Any]] = []
+        decoded: list[tuple[int, np.ndarray]] = []
         for path in files[start : start + chunk]:
             try:
+                with _open(path) as handle:
+                    rate, frames = handle.samplerate, handle.frames
+                    length = classifier.length_at_model_rate(frames, rate)
+                    if classifier.is_windowed(length, window):
+                        scores = _stream(classifier, handle, window, batch_size, segments)
+                        outcomes.append([path, rate, frames / rate, scores])
+                        continue
                 samples, rate = decode(path)
-                ready.append((path, rate, samples.size / rate, classifier.prepare(samples, rate)))
+                decoded.append((len(outcomes), classifier.prepare(samples, rate)))
+                outcomes.append([path, rate, samples.size / rate, None])
             except AudioError as err:
-                errors.append({"file": str(path), "error": str(err)})
-        scored = classifier.probabilities([r[3] for r in ready], batch_size)
-        for (path, rate, duration, _), probs in zip(ready, scored, strict=True):
-            if isinstance(probs, Exception):
-                errors.append({"file": str(path), "error": str(probs)})
+                outcomes.append([path, 0, 0.0, err])
+        scored = classifier.score_arrays([a for _, a in decoded], window, batch_size, segments)
+        for (n, _), result in zip(decoded, scored, strict=True):
+            outcomes[n][3] = result
+        for path, rate, duration, result in outcomes:
+            if isinstance(result, Exception):
+                errors.append({"file": str(path), "error": str(result)})
                 continue
-            predictions.append(
-                {
-                    "file": str(path),
-                    "sampling_rate": rate,
-                    "duration_s": round(duration, 3),
-                    "labels": classifier.top(probs, top_k),
-                }
-            )
+            prediction = {
+                "file": str(path),
+                "sampling_rate": rate,
+                "duration_s": round(duration, 3),
+                "windows": result.windows,
+                "labels": classifier.top(result.probs, top_k),
+            }
+            if segments:
+                prediction["segments"] = [_rounded(s) for s in result.segments or []]
+            predictions.append(prediction)
     return predictions, errors
+
+
+def _open(path: Path) -> sf.SoundFile:
+    """An audio file opened for reading; errors read like :func:`decode`'s."""
+    try:
+        return sf.SoundFile(path)
+    except sf.LibsndfileError as err:
+        raise AudioError(f"unreadable or corrupt audio ({err.error_string})") from err
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(f"unreadable or corrupt audio ({err})") from err
+
+
+def _stream(
+    classifier: Classifier, handle: sf.SoundFile, window: Window, batch_size: int, segments: bool
+) -> ClipScores:
+    """Score an open file block by block in ``window``."""
+    blocks = handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
+    try:
+        return classifier.score_stream(blocks, handle.samplerate, window, batch_size, segments)
+    except sf.LibsndfileError as err:
+        raise AudioError(f"unreadable or corrupt audio ({err.error_string})") from err
+    except RuntimeError as err:
+        raise AudioError(f"unreadable or corrupt audio ({first_line(err)})") from err
+
+
+def _rounded(segment: dict[str, Any]) -> dict[str, Any]:
+    """A segment with its times in milliseconds precision (samples are finer than needed)."""
+    return {**segment, "start_s": round(segment["start_s"], 3), "end_s": round(segment["end_s"], 3)}
 
 
 def format_table(predictions: Sequence[dict[str, Any]]) -> str:
@@ -137,13 +190,36 @@ def format_table(predictions: Sequence[dict[str, Any]]) -> str:
                     f"{item['score']:.4f}",
                 )
             )
-    widths = [max(len(row[c]) for row in rows) for c in range(4)]
+    return _aligned(rows, right=(1, 3))
+
+
+def format_segments(predictions: Sequence[dict[str, Any]]) -> str:
+    """Each file's windows with their times and top-1 label (``predict_files(segments=True)``)."""
+    rows = [("file", "start_s", "end_s", "label", "score")]
+    for pred in predictions:
+        for n, segment in enumerate(pred.get("segments") or []):
+            rows.append(
+                (
+                    pred["file"] if n == 0 else "",
+                    f"{segment['start_s']:.3f}",
+                    f"{segment['end_s']:.3f}",
+                    segment["label"],
+                    f"{segment['score']:.4f}",
+                )
+            )
+    return _aligned(rows, right=(1, 2, 4))
+
+
+def _aligned(rows: Sequence[tuple[str, ...]], right: tuple[int, ...]) -> str:
+    """Columns two spaces apart, the ``right`` ones right-aligned."""
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = []
     for row in rows:
-        lines.append(
-            f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  "
-            f"{row[3]:>{widths[3]}}".rstrip()
-        )
+        cells = [
+            f"{cell:>{width}}" if c in right else f"{cell:<{width}}"
+            for c, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 

@@ -14,6 +14,13 @@ is downloaded and no pip environment is built. Request rows (``dataframe_split``
 
 Params ``top_k`` (default 5) and ``batch_size`` (default 8). Each row of the answer has the best
 ``label``, its ``score`` and ``top_k``, the list of ``{"label", "score"}``, best first.
+
+Clips longer than the model's window are scored as ``audioclf predict`` scores them: windows of
+``window_s`` every ``hop_s``, their probabilities averaged (:mod:`audioclf.classifier`). Params
+``window_s`` (default: the training clip length the model folder records; 0: whole clips),
+``hop_s`` (default: half the window) and ``segments`` (default false: when true, each answer row
+also has ``segments``, every window's ``{"start_s", "end_s", "label", "score"}``). The request
+holds the whole clip in memory anyway, so arrays are windowed in memory, not streamed.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ParamSchema, ParamSpec
 
-from audioclf.classifier import Classifier
+from audioclf.classifier import Classifier, WindowError
 from audioclf.data.audio import AudioError, decode
 from audioclf.model_store import ARTIFACT
 
@@ -113,18 +120,25 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
         params = params or {}
         top_k = int(params.get("top_k") or DEFAULT_TOP_K)
         batch_size = int(params.get("batch_size") or DEFAULT_BATCH_SIZE)
+        segments = bool(params.get("segments") or False)
+        try:
+            window = self.classifier.window(params.get("window_s"), params.get("hop_s"))
+        except WindowError as err:
+            raise _bad_request(str(err)) from err
         clips = [_clip(row, n) for n, row in enumerate(_records(model_input))]
         try:
-            results = self.classifier.classify(clips, top_k=top_k, batch_size=batch_size)
+            scored = self.classifier.score(clips, window, batch_size, segments)
         except AudioError as err:
             raise _bad_request(str(err).replace("clip ", "row ", 1)) from err
-        return pd.DataFrame(
-            {
-                "label": [r[0]["label"] for r in results],
-                "score": [r[0]["score"] for r in results],
-                "top_k": results,
-            }
-        )
+        results = [self.classifier.top(s.probs, top_k) for s in scored]
+        columns = {
+            "label": [r[0]["label"] for r in results],
+            "score": [r[0]["score"] for r in results],
+            "top_k": results,
+        }
+        if segments:
+            columns["segments"] = [s.segments for s in scored]
+        return pd.DataFrame(columns)
 
 
 def signature() -> Any:
@@ -134,6 +148,9 @@ def signature() -> Any:
             [
                 ParamSpec("top_k", "long", DEFAULT_TOP_K),
                 ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
+                ParamSpec("window_s", "double", None),  # None: the model's recorded window
+                ParamSpec("hop_s", "double", None),  # None: half the window
+                ParamSpec("segments", "boolean", False),
             ]
         )
     )

@@ -2,18 +2,43 @@
 
 One MLflow run per pipeline run: ``train`` creates it (through Accelerate's MLflow tracker) and
 writes its id to ``paths.run``; ``evaluate`` reads that file and logs into the same run.
+
+A run is a result only once its model was scored on test, so its status follows the pipeline,
+not the process that happens to hold it (:func:`records_outcome` on both stages):
+
+- ``RUNNING`` while ``train`` runs, and after it until ``evaluate`` ends: ``dvc repro train``
+  alone leaves its run ``RUNNING`` with ``pipeline.stage_status = done``; the next ``dvc repro``
+  runs only ``evaluate``, which ends it.
+- ``FINISHED`` when ``evaluate`` succeeded (its ``test/*`` metrics are logged).
+- ``FAILED`` when a stage raised; ``KILLED`` when it got SIGINT (``dvc queue kill``, Ctrl-C) or
+  SIGTERM. Either way the tag ``pipeline.error`` says which stage and why.
+
+The tags ``pipeline.stage`` (the stage that ran last in the run) and ``pipeline.stage_status``
+(``running``, ``done``, ``failed``, ``killed``) tell the rest. A stage killed with SIGKILL
+(``dvc queue kill --force``, the OOM killer) records nothing: its run stays ``RUNNING``, stage
+status ``running``. MLflow itself would end a run ``FINISHED`` in any of these cases (its exit
+hook, Accelerate's ``end_training``, ``with mlflow.start_run()``): the stages set the status
+after them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
+import gc
 import hashlib
 import json
+import logging
 import os
+import re
+import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +47,26 @@ import yaml
 from dvc.utils.serialize import dumps_yaml, loads_yaml
 from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from audioclf.config import load_params, user_repo_root
 from audioclf.dvc_stages import data_stages
 
+log = logging.getLogger(__name__)
+
 SWEEP_TAG = "sweep"
+STAGE_TAG = "pipeline.stage"
+STAGE_STATUS_TAG = "pipeline.stage_status"
+ERROR_TAG = "pipeline.error"
+RUNNING, FINISHED, FAILED, KILLED = (
+    RunStatus.to_string(s)
+    for s in (RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+)
 MODEL_DIGEST_TAG = "model.sha256"
 LOCK_ARTIFACT = "lineage/dvc.lock"
 CONFIG_ARTIFACT = "config/params.yaml"
@@ -257,15 +291,41 @@ def lineage_tags(
     return tags
 
 
+@contextlib.contextmanager
+def store_creation_lock(uri: str) -> Iterator[None]:
+    """While held, no other process of this machine creates the same sqlite store.
+
+    MLflow creates (and migrates) a fresh sqlite store's tables when a process first opens it,
+    unlocked: two queued experiments opening a new ``mlflow.db`` at once leave one of them
+    failed ("Online migration expected to match one row") and without a run. Other stores
+    are created by their server: no lock.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        yield
+        return
+    database = Path(uri[len(prefix) :]).resolve()
+    digest = hashlib.sha256(str(database).encode()).hexdigest()[:16]
+    lock_file = Path(tempfile.gettempdir()) / f"audioclf-mlflow-store-{digest}.lock"
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_experiment(tracking: DictConfig) -> str:
     """The experiment's id, creating it without tags when it is new.
 
     Accelerate's tracker would create it with the first run's tags (commit, data hashes),
     which describe that run only; run tags go on runs.
     """
-    client = MlflowClient()
-    name = tracking.experiment_name
-    if (found := client.get_experiment_by_name(name)) is not None:
+    with store_creation_lock(mlflow.get_tracking_uri()):
+        client = MlflowClient()
+        name = tracking.experiment_name
+        found = client.get_experiment_by_name(name)
+    if found is not None:
         return found.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location(tracking))
@@ -432,3 +492,160 @@ def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
 def metric(key: str, value: float, step: int = 0) -> Any:
     """An MLflow metric entity stamped now (for ``log_batch``)."""
     return Metric(key, float(value), int(time.time() * 1000), step)
+
+
+class StageTerminated(BaseException):
+    """SIGTERM reached a stage: it unwinds like Ctrl-C's ``KeyboardInterrupt``, so the run's
+    status can still be written (Python's default for SIGTERM is to die on the spot)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`StageTerminated` for a while, in the main thread (signal handlers
+    live there; elsewhere nothing changes), then the handler is back as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise StageTerminated(signum)
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def error_text(stage: str, err: BaseException) -> str:
+    """One line for the tag ``pipeline.error``: the stage and the error, credentials in URLs
+    (``//user:password@host``) blanked."""
+    if isinstance(err, KeyboardInterrupt):
+        detail = "interrupted by SIGINT"
+    elif isinstance(err, StageTerminated):
+        detail = str(err)
+    else:
+        detail = f"{type(err).__name__}: {err}"
+    text = re.sub(r"//[^/@\s]+@", "//***@", f"{stage}: {detail}")
+    return text[:MAX_TAG_VAL_LENGTH]
+
+
+def set_run_state(
+    run_file: Path, stage: str, status: str, stage_status: str, error: str | None = None
+) -> str | None:
+    """Give the run ``run_file`` names ``status`` and the ``pipeline.*`` tags (``error`` or none:
+    an earlier attempt's is dropped); its id, or None when there is no run file (the stage
+    failed before it had a run).
+
+    A run this process still holds open in MLflow's fluent API is ended there, so that
+    MLflow's exit hook does not end it ``FINISHED`` afterwards.
+    """
+    if not run_file.is_file():
+        return None
+    run = read_run_file(run_file)
+    run_id = run["run_id"]
+    tags = {STAGE_TAG: stage, STAGE_STATUS_TAG: stage_status}
+    if error is not None:
+        tags[ERROR_TAG] = error
+    client = MlflowClient(run.get("tracking_uri") or None)
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    if error is None and ERROR_TAG in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, ERROR_TAG)  # an earlier attempt's, stale now
+    active = mlflow.active_run()
+    if status == RUNNING:
+        client.update_run(run_id, status=status)
+    elif active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)
+    else:
+        client.set_terminated(run_id, status)
+    return run_id
+
+
+def release_frames(err: BaseException) -> None:
+    """Free what the frames an error unwound still hold, before the run is marked.
+
+    A signal that lands in the middle of an MLflow write leaves that write's sqlite cursor alive
+    in the traceback's frames, its connection closed but not yet finalized: the store stays
+    locked against this very process's next write. The frames' locals are cleared (the
+    traceback still prints) and collected.
+    """
+    seen: set[int] = set()
+    error: BaseException | None = err
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__cause__ or error.__context__
+    gc.collect()
+
+
+def _record(
+    run_file: Path, stage: str, status: str, stage_status: str, err: BaseException | None = None
+) -> None:
+    """:func:`set_run_state`; a store that fails then only logs a warning (on an error path the
+    stage's own error is the one to report)."""
+    error = error_text(stage, err) if err is not None else None
+    try:
+        run_id = set_run_state(run_file, stage, status, stage_status, error)
+    except Exception as failure:  # the store is unreachable, the run file unreadable...
+        log.warning("could not mark the MLflow run of %s %s: %s", run_file, status, failure)
+        return
+    if run_id is not None and err is not None:
+        log.warning("MLflow run %s ended %s (%s)", run_id, status, error)
+
+
+@contextlib.contextmanager
+def stage_outcome(stage: str, run_file: Path, *, opens_run: bool) -> Iterator[None]:
+    """Run a stage body and write how it ended into the run ``run_file`` names (see the module
+    docstring): ``KILLED`` on SIGINT or SIGTERM, ``FAILED`` on an error (both re-raised;
+    SIGTERM then exits 128 + 15); else ``RUNNING`` for the stage that opens the run (train:
+    the run is no result yet) and ``FINISHED`` for the one that closes it (evaluate).
+
+    The stage that opens the run writes ``run_file`` once its run exists: a file left by an
+    earlier run names another run and is removed first, so a failure before the new run exists
+    marks nothing. The stage that closes the run finds it there, and marks it ``RUNNING`` while
+    it works (a run evaluated again is no result meanwhile). Under ``accelerate launch`` only
+    the main process (``RANK`` 0) records: the others end before it has logged everything.
+    """
+    if os.environ.get("RANK", "0") != "0":  # another process of `accelerate launch`
+        with sigterm_raises():
+            yield
+        return
+    if opens_run:
+        run_file.unlink(missing_ok=True)
+    else:
+        _record(run_file, stage, RUNNING, "running")
+    try:
+        with sigterm_raises():
+            yield
+    except (KeyboardInterrupt, StageTerminated) as err:
+        release_frames(err)
+        _record(run_file, stage, KILLED, "killed", err)
+        if isinstance(err, StageTerminated):
+            raise SystemExit(128 + err.signum) from None
+        raise
+    except BaseException as err:
+        release_frames(err)
+        _record(run_file, stage, FAILED, "failed", err)
+        raise
+    _record(run_file, stage, RUNNING if opens_run else FINISHED, "done")
+
+
+StageBody = Callable[[DictConfig], None]
+
+
+def records_outcome(stage: str, *, opens_run: bool) -> Callable[[StageBody], StageBody]:
+    """A stage body decorated to run under :func:`stage_outcome`, on its ``paths.run``."""
+
+    def decorate(body: StageBody) -> StageBody:
+        @functools.wraps(body)
+        def recorded(cfg: DictConfig) -> None:
+            with stage_outcome(stage, Path(cfg.paths.run), opens_run=opens_run):
+                body(cfg)
+
+        return recorded
+
+    return decorate

@@ -11,6 +11,7 @@ import soxr
 
 SILENCE_PEAK = 1e-4
 PCM16_SCALE = 32768.0
+STORAGE_DTYPES = ("int16", "float32")
 
 
 class AudioError(ValueError):
@@ -66,8 +67,19 @@ def to_pcm16(samples: np.ndarray) -> np.ndarray:
 
 
 def as_float32(samples: np.ndarray) -> np.ndarray:
-    """Stored samples as float32 in [-1, 1]: 16-bit PCM is scaled, float is passed through."""
+    """Stored samples as float32 in [-1, 1]: 16-bit PCM is scaled, float is passed through.
+
+    Any integer array is taken for 16-bit PCM (what :func:`to_pcm16` stores): ``datasets``'
+    numpy format widens stored int16 to int64 when it reads a row.
+    """
     samples = np.asarray(samples)
-    if samples.dtype == np.int16:
+    if np.issubdtype(samples.dtype, np.integer):
         return samples.astype(np.float32) / np.float32(PCM16_SCALE)
     return samples.astype(np.float32, copy=False)
+
+
+def storage_dtype(name: str) -> np.dtype:
+    """``audio.storage_dtype`` as a numpy dtype; a clear error for anything else."""
+    if name not in STORAGE_DTYPES:
+        raise ValueError(f"audio.storage_dtype must be one of {list(STORAGE_DTYPES)}, not {name!r}")
+    return np.dtype(name)

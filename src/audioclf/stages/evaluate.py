@@ -1,6 +1,11 @@
 """evaluate: score the exported model once on the whole test clips; log into the train run.
 
-python -m audioclf.stages.evaluate train.eval_batch_size=1
+Each test clip is scored as ``audioclf predict`` scores a file (:func:`evaluation.score_split`):
+whole, or in windows of ``evaluate.window_s`` every ``evaluate.hop_s`` when longer (null: the
+model's training clip length and half of it). Scoring runs on the main process only (a GPU when
+there is one); under ``accelerate launch`` the other processes have nothing to do.
+
+python -m audioclf.stages.evaluate evaluate.window_s=2.0
 """
 
 from __future__ import annotations
@@ -8,39 +13,41 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from accelerate import Accelerator
+import numpy as np
+from accelerate import PartialState
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from audioclf import evaluation, tracking
+from audioclf.classifier import Classifier
+from audioclf.data.sources import LABEL
 from audioclf.data.store import load_splits, write_json
 from audioclf.dvc_stages import MODEL_STAGE, data_stages
 from audioclf.stages import run_stage
-from audioclf.training.data import make_loader
-from audioclf.training.loop import predict
 
 
+@tracking.records_outcome("evaluate", opens_run=False)
 def evaluate(cfg: DictConfig) -> None:
     """Write paths.metrics, paths.per_class, paths.predictions and paths.confusion_png."""
-    test = load_splits(cfg.paths.features, "featurize", names=("test",))["test"]
-    model_dir = Path(cfg.paths.model)
-    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    model = AutoModelForAudioClassification.from_pretrained(model_dir, use_safetensors=True)
-    loader = make_loader(
-        test,
-        extractor,
-        batch_size=cfg.train.eval_batch_size,
-        crop_samples=None,
-        shuffle=False,
-    )
-    accelerator = Accelerator()
-    model, loader = accelerator.prepare(model, loader)
-    logits, references = predict(accelerator, model, loader)
-    if not accelerator.is_main_process:
+    state = PartialState()
+    if not state.is_main_process:
         return
-    names = test.features["label"].names
-    predictions = logits.argmax(axis=1)
+    test = load_splits(cfg.paths.resampled, "resample", names=("test",))["test"]
+    classifier = Classifier(Path(cfg.paths.model), device=state.device)
+    window = classifier.window(
+        cfg.evaluate.window_s, cfg.evaluate.hop_s, names=("evaluate.window_s", "evaluate.hop_s")
+    )
+    probs = evaluation.score_split(
+        classifier, test, int(cfg.audio.sampling_rate), window, cfg.train.eval_batch_size
+    )
+    references = np.asarray(test[LABEL], dtype=np.int64)
+    names = test.features[LABEL].names
+    if names != classifier.labels:
+        raise ValueError(
+            f"{cfg.paths.model} labels {classifier.labels} are not the test split's {names}"
+        )
+    predictions = probs.argmax(axis=1)
     summary, per_class = evaluation.compute_metrics(predictions, references, names)
     matrix = evaluation.confusion_matrix(predictions, references, len(names))
     write_json(cfg.paths.metrics, summary)
@@ -56,6 +63,7 @@ def evaluate(cfg: DictConfig) -> None:
     client.log_batch(
         run["run_id"],
         metrics=[tracking.metric(f"test/{k}", v) for k, v in summary.items()],
+        tags=[RunTag(k, v) for k, v in evaluation.window_tags(window).items()],
     )
     for artifact in (
         cfg.paths.metrics,

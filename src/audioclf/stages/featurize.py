@@ -1,5 +1,7 @@
 """featurize: the model's feature extractor on whole clips (capped at audio.max_duration_s).
 
+A waveform extractor is applied when rows are read, not stored (audioclf.data.features).
+
 python -m audioclf.stages.featurize audio.max_duration_s=10
 """
 
@@ -7,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from datasets import Features, List, Value
 from omegaconf import DictConfig
 
+from audioclf.data.features import featurize_arrays, stores_waveform
 from audioclf.data.sources import LABEL
 from audioclf.data.store import dataset_fingerprint, fingerprint, load_splits, save_splits
 from audioclf.models import build_feature_extractor
@@ -21,18 +24,21 @@ KEEP = ("path", "duration_s", "speaker")
 def _featurize_batch(
     batch: dict[str, list[Any]], extractor: Any, rate: int, max_samples: int
 ) -> dict[str, list[Any]]:
-    arrays = [np.asarray(a, dtype=np.float32)[:max_samples] for a in batch["array"]]
-    features = extractor(arrays, sampling_rate=rate)
     name = extractor.model_input_names[0]
-    return {name: [np.asarray(f, dtype=np.float32) for f in features[name]]}
+    return {name: featurize_arrays(batch["array"], extractor, rate, max_samples)}
 
 
 def featurize(cfg: DictConfig) -> None:
     """Write paths.features: the model input column, ``label`` (ClassLabel) and a few keys."""
     rate = int(cfg.audio.sampling_rate)
     extractor = build_feature_extractor(cfg.model)
-    splits = load_splits(cfg.paths.resampled, "resample")
+    splits = load_splits(cfg.paths.resampled, "resample").with_format("numpy", ["array"], True)
     drop = [c for c in splits["train"].column_names if c not in (*KEEP, LABEL)]
+    name = extractor.model_input_names[0]
+    features = Features({k: v for k, v in splits["train"].features.items() if k not in drop})
+    features[name] = (
+        splits["train"].features["array"] if stores_waveform(extractor) else List(Value("float32"))
+    )
     out = splits.map(
         _featurize_batch,
         batched=True,
@@ -44,6 +50,7 @@ def featurize(cfg: DictConfig) -> None:
             "max_samples": int(cfg.audio.max_duration_s * rate),
         },
         remove_columns=drop,
+        features=features,
         desc="Featurizing",
     ).rename_column(LABEL, "label")
     source = {name: dataset_fingerprint(ds) for name, ds in splits.items()}

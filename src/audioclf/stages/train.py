@@ -1,5 +1,9 @@
 """train: fine-tune ``model`` on the featurized data with Accelerate, tracked in MLflow.
 
+The run it opens stays ``RUNNING`` until evaluate ends it (``FAILED``/``KILLED`` when train
+fails or is killed: :mod:`audioclf.tracking`); torch's threads follow
+:mod:`audioclf.training.threads` (one share of the cores per queued experiment running).
+
 python -m audioclf.stages.train train.epochs=2
 accelerate launch -m audioclf.stages.train train.mixed_precision=bf16     # one GPU
 ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m audioclf.stages.train
@@ -20,17 +24,27 @@ from audioclf.stages import run_stage
 from audioclf.training.checkpoints import TrainState
 from audioclf.training.loop import fit
 from audioclf.training.report import validation_summary, write_train_log
+from audioclf.training.threads import thread_budget
 
 
+@tracking.records_outcome("train", opens_run=True)
 def train(cfg: DictConfig) -> None:
     """Write paths.model, paths.checkpoints, paths.run, paths.train_log, paths.validation."""
+    budget = thread_budget(cfg.train.get("num_threads"))
+    threads = budget.apply()
     splits = load_splits(cfg.paths.features, "featurize", names=("train", "validation"))
     manifest = json.loads(Path(cfg.paths.manifest).read_text())
     tracking.configure(cfg.tracking)
     params, long_values = tracking.flat_params(cfg)
 
     def start_tracking(accelerator: Accelerator, state: TrainState) -> None:
-        tags = tracking.lineage_tags(manifest, cfg.tracking)
+        tags = {
+            **tracking.lineage_tags(manifest, cfg.tracking),
+            tracking.STAGE_TAG: "train",
+            tracking.STAGE_STATUS_TAG: "running",
+            "train.threads": str(threads),
+            "train.threads_rule": budget.rule,
+        }
         if accelerator.is_main_process:
             tracking.ensure_experiment(cfg.tracking)
         accelerator.wait_for_everyone()
@@ -68,6 +82,8 @@ def train(cfg: DictConfig) -> None:
     )
     if not PartialState().is_main_process:
         return
+    # Accelerate's end_training ended the run FINISHED: no result before evaluate.
+    tracking.set_run_state(Path(cfg.paths.run), "train", tracking.RUNNING, "running")
     write_train_log(state, Path(cfg.paths.train_log))
     summary = validation_summary(state)
     write_json(cfg.paths.validation, summary)

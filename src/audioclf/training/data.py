@@ -9,7 +9,7 @@ which is what ``transformers.pipeline`` and ``audioclf predict`` feed it, differ
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -21,6 +21,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from audioclf.config import ConfigError
+from audioclf.data.features import ModelInput
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class WaveAugment:
 
 
 class CroppedClips(torch.utils.data.Dataset):
-    """Clips of a featurized split, augmented (training only), then cropped.
+    """Clips of a featurized split as the model takes them (``model_input``, e.g.
+    :class:`audioclf.data.features.ModelInput`), augmented (training only), then cropped.
 
     Clips longer than ``crop_samples`` are cropped at a random start. Augmentations and crops
     depend only on ``(seed, epoch, i)``, so a resumed run sees exactly what an uninterrupted
@@ -83,7 +85,9 @@ class CroppedClips(torch.utils.data.Dataset):
         seed: int,
         augment: WaveAugment | None = None,
         rate: int = 16000,
+        model_input: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
+        self.model_input = model_input
         self.split = split.with_format("numpy", columns=[input_name, "label"])
         self.input_name = input_name
         self.crop_samples = crop_samples
@@ -101,6 +105,8 @@ class CroppedClips(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.split[index]
         values = row[self.input_name]
+        if self.model_input is not None:
+            values = self.model_input(values)
         rng = np.random.default_rng((self.seed, self.epoch, index))
         if self.augment:
             values = self.augment.apply(values, rng, self.rate)
@@ -181,7 +187,9 @@ def make_loader(
     """
     input_name = extractor.model_input_names[0]
     rate = int(extractor.sampling_rate)
-    clips = CroppedClips(split, input_name, crop_samples, seed, augment, rate)
+    clips = CroppedClips(
+        split, input_name, crop_samples, seed, augment, rate, model_input=ModelInput(extractor)
+    )
     collate = PadCollator(extractor)
     if not shuffle:
         return DataLoader(clips, batch_size=batch_size, collate_fn=collate)

@@ -17,18 +17,19 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from audioclf import metrics
+from audioclf.classifier import WINDOW_ATTRIBUTE
 from audioclf.config import ConfigError
 from audioclf.data.store import atomic_path, dataset_fingerprint, fingerprint
 from audioclf.models import build_feature_extractor, build_model
 from audioclf.training import checkpoints
 from audioclf.training.checkpoints import TrainState
-from audioclf.training.data import WaveAugment, make_loader
+from audioclf.training.data import WaveAugment, clip_lengths, make_loader
 
 log = logging.getLogger(__name__)
 
@@ -261,14 +262,32 @@ def fit(
         log.info("exporting the best model (epoch %d) to %s", state.best_epoch, model_dir)
     if accelerator.is_main_process:
         checkpoints.mark_finished(checkpoint_dir)
-        save_model(accelerator.unwrap_model(model), extractor, model_dir)
+        window_s = trained_clip_s(train, splits["train"], extractor)
+        save_model(accelerator.unwrap_model(model), extractor, model_dir, window_s=window_s)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return state
 
 
-def save_model(model: Any, extractor: Any, model_dir: Path) -> None:
-    """A standard ``save_pretrained`` folder (safetensors, extractor config, label maps)."""
+def trained_clip_s(train: DictConfig, split: Dataset, extractor: Any) -> float:
+    """The clip length the model learned from, in seconds: ``train.crop_s``, or without a crop
+    the longest training clip (featurize caps clips at ``audio.max_duration_s``; the data says
+    how long they really are, and the train stage reads no param it does not declare)."""
+    if train.crop_s:
+        return float(train.crop_s)
+    longest = int(clip_lengths(split, extractor.model_input_names[0]).max())
+    return longest / int(extractor.sampling_rate)
+
+
+def save_model(model: Any, extractor: Any, model_dir: Path, window_s: float | None = None) -> None:
+    """A standard ``save_pretrained`` folder (safetensors, extractor config, label maps).
+
+    ``window_s`` (the training clip length) goes into the extractor's config as the model's
+    default scoring window (:data:`audioclf.classifier.WINDOW_ATTRIBUTE`), so every copy of the
+    folder (MLflow model, registered version) scores long recordings in windows of it.
+    """
+    if window_s is not None:
+        setattr(extractor, WINDOW_ATTRIBUTE, float(window_s))
     with atomic_path(model_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         extractor.save_pretrained(tmp)

@@ -6,13 +6,16 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from audioclf.data.store import atomic_path
 from audioclf.training.checkpoints import TrainState
 
 
 def write_train_log(state: TrainState, path: Path) -> None:
-    """One row per logged step: the curve ``dvc plots`` draws (eval metrics are in MLflow)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    """One row per logged step: the curve ``dvc plots`` draws (eval metrics are in MLflow).
+
+    Written beside and moved into place: the file DVC cached may be a hard link to its cache.
+    """
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "epoch", "loss", "learning_rate"])
         for row in state.history:
