@@ -7,7 +7,8 @@ the workers ``dvc queue start -j N`` starts, waited for. The figure is the wall 
 start of the workers until both experiments are collected, for
 
 - ``sequential``: one worker (``-j 1``), the experiments one after the other;
-- ``parallel``: two workers, torch's threads by :mod:`audioclf.training.threads`;
+- ``parallel``: two workers, torch's threads (train and evaluate) by
+  :mod:`audioclf.training.threads`;
 - ``oversubscribed`` (``--oversubscribed``): two workers with ``OMP_NUM_THREADS`` = cores,
   i.e. torch's default of one thread per core in each: what ``-j 2`` cost before the rule.
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from audioclf.training.threads import usable_cores
-from benchmarks.measure import median
+from benchmarks.measure import loadavg, median
 from benchmarks.workspace import REPO_ROOT, Workspace, make_workspace
 from tests.datagen import git
 
@@ -122,6 +123,7 @@ def run_scenario(
     # would end only with them, ~10 s idle later).
     output = ws.root.parent / "logs" / f"{sweep}.log"
     output.parent.mkdir(parents=True, exist_ok=True)
+    load_before = loadavg()[0]
     with output.open("w") as out:
         start = time.perf_counter()
         done = subprocess.run(
@@ -138,7 +140,8 @@ def run_scenario(
     runs = run_figures(ws, sweep)
     if done.returncode != 0 or [r for r in runs if r["status"] != "FINISHED"]:
         raise RuntimeError(f"{name}: {runs}\n{output.read_text()[-3000:]}")
-    return {"workers": workers, "wall_s": round(wall, 1), "runs": runs}
+    load = [load_before, loadavg()[0]]  # other jobs on the cores skew every figure
+    return {"workers": workers, "wall_s": round(wall, 1), "load_1min": load, "runs": runs}
 
 
 def parallel_sweep(

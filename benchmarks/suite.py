@@ -25,7 +25,7 @@ from benchmarks.workspace import REPO_ROOT, STAGES
 log = logging.getLogger("benchmarks")
 
 HIGH_LOAD = 1.5
-FIGURES = ("stages", "repro", "scaling", "disk", "throughput", "accuracy", "inference")
+FIGURES = ("stages", "repro", "scaling", "disk", "throughput", "accuracy", "inference", "parallel")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Settings:
     latency_calls: int = 40
     predict_batch: int = 32
     predict_rounds: int = 5
+    parallel_sweep: bool = True  # benchmarks/parallel_sweep.py
 
     @classmethod
     def for_mode(cls, smoke: bool) -> Settings:
@@ -70,6 +71,7 @@ class Settings:
             latency_calls=5,
             predict_batch=8,
             predict_rounds=1,
+            parallel_sweep=False,
         )
 
 
@@ -282,6 +284,14 @@ def run(
                 "inference", timings, _inference, recipe, features, resampled, scratch, s
             )
 
+        def fig_parallel() -> None:
+            from benchmarks.parallel_sweep import parallel_sweep
+
+            if s.parallel_sweep:
+                result["details"]["parallel_sweep"] = _timed(
+                    "parallel", timings, parallel_sweep, ws
+                )
+
         figures = {
             "repro": fig_repro,
             "scaling": fig_scaling,
@@ -289,6 +299,7 @@ def run(
             "throughput": fig_throughput,
             "accuracy": fig_accuracy,
             "inference": fig_inference,
+            "parallel": fig_parallel,
         }
         for name, figure in figures.items():
             if name not in only:

@@ -25,6 +25,7 @@ from audioclf.data.sources import LABEL
 from audioclf.data.store import load_splits, write_json
 from audioclf.dvc_stages import MODEL_STAGE, data_stages
 from audioclf.stages import run_stage
+from audioclf.training.threads import thread_budget
 
 
 @tracking.records_outcome("evaluate", opens_run=False)
@@ -82,6 +83,7 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    thread_budget().apply()  # in a queued experiment, a share of the cores, as train
     run_stage(evaluate)
 
 

@@ -13,8 +13,10 @@ slower, and two experiments in parallel take longer than the same two in sequenc
    thread each; ``-j 1`` (or one experiment left) keeps every core.
 4. Else (``dvc repro``, ``dvc exp run`` in the workspace) torch's default, one per core.
 
-The count is taken once, when the stage starts: an experiment started while another one
-trains does not give its threads back to it later.
+The train stage applies the rule with ``train.num_threads``, the evaluate stage without it
+(scoring at batch 1 suffers from shared cores as much: two evaluations at once on 2 cores took
+8x longer with 2 threads each than with 1). The count is taken once, when the stage starts: an
+experiment started while another one runs does not give its threads back to it later.
 """
 
 from __future__ import annotations
