@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -330,6 +331,30 @@ def test_train_marks_only_its_own_run_and_leaves_it_unfinished(
         "RUNNING",
         {"pipeline.stage": "train", "pipeline.stage_status": "done"},
     )
+
+
+def test_a_stage_whose_copy_is_deleted_under_it_fails_its_open_run(
+    store: tuple[str, str], tmp_path: Path
+) -> None:
+    """`dvc queue kill --force` kills DVC's executor and deletes the experiment's copy, run
+    file included, under the train stage: the run it holds open in MLflow ends FAILED."""
+    import mlflow
+
+    copy = tmp_path / "copy"
+    run_file = copy / "reports" / "mlflow_run.json"
+    run_file.parent.mkdir(parents=True)
+    with (
+        tracking.using_tracking_uri(store[0]),
+        pytest.raises(FileNotFoundError),
+        tracking.stage_outcome("train", run_file, opens_run=True),
+    ):
+        run_id = mlflow.start_run(experiment_id=store[1]).info.run_id
+        run_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": store[0]}))
+        shutil.rmtree(copy)
+        (copy / "models").mkdir()  # the next checkpoint
+    assert mlflow.active_run() is None  # ended: MLflow's exit hook cannot finish it
+    status, tags = run_state(store, run_id)
+    assert status == "FAILED" and tags["pipeline.error"].startswith("train: FileNotFoundError")
 
 
 STAGE_PROCESS = """

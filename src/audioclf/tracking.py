@@ -14,11 +14,12 @@ not the process that happens to hold it (:func:`records_outcome` on both stages)
   SIGTERM. Either way the tag ``pipeline.error`` says which stage and why.
 
 The tags ``pipeline.stage`` (the stage that ran last in the run) and ``pipeline.stage_status``
-(``running``, ``done``, ``failed``, ``killed``) tell the rest. A stage killed with SIGKILL
-(``dvc queue kill --force``, the OOM killer) records nothing: its run stays ``RUNNING``, stage
-status ``running``. MLflow itself would end a run ``FINISHED`` in any of these cases (its exit
-hook, Accelerate's ``end_training``, ``with mlflow.start_run()``): the stages set the status
-after them.
+(``running``, ``done``, ``failed``, ``killed``) tell the rest. ``dvc queue kill --force``
+SIGKILLs DVC's executor and deletes the experiment's copy under the stage, which then fails:
+``FAILED``. A stage process killed with SIGKILL itself (the OOM killer) records nothing: its
+run stays ``RUNNING``, stage status ``running``. MLflow itself would end a run ``FINISHED`` in
+any of these cases (its exit hook, Accelerate's ``end_training``, ``with mlflow.start_run()``):
+the stages set the status after them.
 """
 
 from __future__ import annotations
@@ -538,15 +539,21 @@ def set_run_state(
     run_file: Path, stage: str, status: str, stage_status: str, error: str | None = None
 ) -> str | None:
     """Give the run ``run_file`` names ``status`` and the ``pipeline.*`` tags (``error`` or none:
-    an earlier attempt's is dropped); its id, or None when there is no run file (the stage
-    failed before it had a run).
+    an earlier attempt's is dropped); its id, or None when there is no run (the stage failed
+    before it had one).
 
-    A run this process still holds open in MLflow's fluent API is ended there, so that
-    MLflow's exit hook does not end it ``FINISHED`` afterwards.
+    Without the file (``dvc queue kill --force`` deletes the experiment's copy under a running
+    stage) the run is the one this process holds open in MLflow's fluent API (train's, during
+    training), if any. That run is ended there, so that MLflow's exit hook does not end it
+    ``FINISHED`` afterwards.
     """
-    if not run_file.is_file():
+    active = mlflow.active_run()
+    if run_file.is_file():
+        run = read_run_file(run_file)
+    elif active is not None:
+        run = {"run_id": active.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}
+    else:
         return None
-    run = read_run_file(run_file)
     run_id = run["run_id"]
     tags = {STAGE_TAG: stage, STAGE_STATUS_TAG: stage_status}
     if error is not None:
@@ -555,7 +562,6 @@ def set_run_state(
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     if error is None and ERROR_TAG in client.get_run(run_id).data.tags:
         client.delete_tag(run_id, ERROR_TAG)  # an earlier attempt's, stale now
-    active = mlflow.active_run()
     if status == RUNNING:
         client.update_run(run_id, status=status)
     elif active is not None and active.info.run_id == run_id:
@@ -614,6 +620,7 @@ def stage_outcome(stage: str, run_file: Path, *, opens_run: bool) -> Iterator[No
         with sigterm_raises():
             yield
         return
+    run_file = run_file.absolute()  # whatever the body does with the working directory
     if opens_run:
         run_file.unlink(missing_ok=True)
     else:
