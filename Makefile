@@ -39,11 +39,12 @@ params: $(VENV)/.installed
 bench: $(VENV)/.installed
 	python -m benchmarks --threads 1
 
-# The flagship recipe: facebook/wav2vec2-base fine-tuned on MInDS-14 en-US, both from the Hugging
-# Face Hub, so this target alone goes online; trains on the GPU where torch sees one. An
-# experiment (`dvc exp show`); more options: make flagship FLAGSHIP_ARGS="-S train.epochs=20".
+# The flagship recipe (conf/experiment/flagship.yaml): facebook/wav2vec2-base fine-tuned on
+# MInDS-14 en-US, both from the Hugging Face Hub, so this target alone goes online; trains on the
+# GPU where torch sees one. An experiment (`dvc exp show`); more options:
+# make flagship FLAGSHIP_ARGS="-S train.epochs=20".
 FLAGSHIP_ARGS ?=
 flagship: export HF_HUB_OFFLINE = 0
 flagship: export HF_DATASETS_OFFLINE = 0
 flagship: $(VENV)/.installed
-	dvc exp run -S data=minds14 -S model=wav2vec2_base -S train=wav2vec2_base $(FLAGSHIP_ARGS)
+	dvc exp run -S experiment=flagship $(FLAGSHIP_ARGS)

@@ -192,9 +192,10 @@ def hf_trainer(
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from audioclf import metrics
+    from audioclf.data.columns import LABEL
     from audioclf.data.features import ModelInput
-    from audioclf.data.sources import LABEL
-    from audioclf.models import build_feature_extractor, build_model
+    from audioclf.models.build import build_model
+    from audioclf.models.extractor import build_feature_extractor
 
     extractor = build_feature_extractor(cfg.model)
     name = extractor.model_input_names[0]

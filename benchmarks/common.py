@@ -26,7 +26,7 @@ def mlflow_store(folder: Path) -> Iterator[str]:
     """Point MLflow (and the train stage's code) at a sqlite store in ``folder`` for a while."""
     import mlflow
 
-    from audioclf.tracking import using_tracking_uri
+    from audioclf.tracking.store import using_tracking_uri
 
     folder.mkdir(parents=True, exist_ok=True)
     with using_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}") as uri:

@@ -58,7 +58,8 @@ def save_tiny_model(model_dir: Path) -> float:
     import torch
 
     from audioclf.config import compose_conf
-    from audioclf.models import build_feature_extractor, build_model
+    from audioclf.models.build import build_model
+    from audioclf.models.extractor import build_feature_extractor
     from audioclf.training.loop import save_model
 
     cfg = compose_conf(["model=tiny", "train=tiny"], root=REPO)

@@ -1,17 +1,20 @@
-"""What the figures were measured on: cores, memory, library versions, load average."""
+"""What the figures were measured on: :mod:`audioclf.environment`'s description of a machine
+(versions, CPU, threads, GPU) with the cores this process may use, memory and load average."""
 
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from audioclf import environment
 from benchmarks.measure import MB, loadavg
+
+# What environment.describe() records of a run rather than of the machine it ran on.
+RUN_SETTINGS = ("device", "num_processes", "mixed_precision")
 
 
 def git(root: Path, *args: str) -> str | None:
@@ -24,23 +27,18 @@ def git(root: Path, *args: str) -> str | None:
     return out.stdout.strip() or None
 
 
-def machine_info() -> dict[str, Any]:
-    import datasets
-    import torch
-    import transformers
+def describe_machine() -> dict[str, Any]:
+    """What a training run records of its machine (:func:`audioclf.environment.describe`)."""
+    return {k: v for k, v in environment.describe().items() if k not in RUN_SETTINGS}
 
+
+def machine_info() -> dict[str, Any]:
+    """The suite's ``machine``: the machine as a run records it, the cores this process may
+    use, memory, and the load average at the start (the suite fills in the end)."""
     return {
-        "cores": os.cpu_count(),
+        **describe_machine(),
         "cores_available": len(os.sched_getaffinity(0)),
-        "torch_threads": torch.get_num_threads(),
         "memory_gb": round(psutil.virtual_memory().total / MB / 1024, 1),
-        "cpu": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "cuda_available": torch.cuda.is_available(),
         "loadavg_start": loadavg(),
         "loadavg_end": None,
     }

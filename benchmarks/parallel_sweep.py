@@ -8,7 +8,7 @@ start of the workers until both experiments are collected, for
 
 - ``sequential``: one worker (``-j 1``), the experiments one after the other;
 - ``parallel``: two workers, torch's threads (train and evaluate) by
-  :mod:`audioclf.training.threads`;
+  :mod:`audioclf.threads`;
 - ``oversubscribed`` (``--oversubscribed``): two workers with ``OMP_NUM_THREADS`` = cores,
   i.e. torch's default of one thread per core in each: what ``-j 2`` cost before the rule.
 
@@ -35,10 +35,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from audioclf.training.threads import usable_cores
+from audioclf.testing import git
+from audioclf.threads import usable_cores
 from benchmarks.measure import loadavg, median
 from benchmarks.workspace import REPO_ROOT, Workspace, make_workspace
-from tests.datagen import git
 
 log = logging.getLogger("benchmarks")
 

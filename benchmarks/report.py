@@ -202,8 +202,8 @@ def render(r: dict[str, Any]) -> str:
     peak = max([start[0], *loads])
     lines = [
         f"`{r['command']}` on {r['created']}, commit {r['source'].get('git_commit')}: "
-        f"{m['cores']} CPU cores, torch {m['torch']}, "
-        f"{'GPU' if m.get('cuda_available') else 'no GPU'}. "
+        f"{m['cpu_count']} CPU cores, torch {m['torch']}, "
+        f"{'GPU' if m.get('gpu') else 'no GPU'}. "
         f"Load average (1 min): {start[0]} at start, {end[0]} at end, {peak:g} at most"
         + (
             " — **the cores were shared with other jobs: absolute times are slower than on an "

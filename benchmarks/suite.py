@@ -107,7 +107,6 @@ def run(
     from datasets import load_from_disk
     from omegaconf import OmegaConf
 
-    from audioclf.config import compose_conf
     from benchmarks import accuracy, disk, repro, scaling, stages, throughput
     from benchmarks.common import mlflow_store
     from benchmarks.machine import machine_info, source_info
@@ -157,9 +156,7 @@ def run(
         # not what these figures are about); the in-process figures use the real config.
         ws = make_workspace(repo, scratch / "repo", smoke=smoke)
         ws.threads = threads
-        recipe = compose_conf(
-            [*ws.data_overrides, *(ws.fast_overrides if smoke else ())], root=ws.root
-        )
+        recipe = ws.recipe(smoke=smoke)
         result["data"] = {
             "source": OmegaConf.select(recipe, "data.path"),
             "pipeline_overrides": list(ws.overrides),
@@ -319,7 +316,7 @@ def run(
         peak = max([v["load_1min"][1] for v in timings.values() if "load_1min" in v] or [0.0])
         if max(result["machine"]["loadavg_start"][0], peak) > HIGH_LOAD:
             result["notes"]["load"] = (
-                f"the {result['machine']['cores']} cores were shared with other jobs (1-minute "
+                f"the {result['machine']['cpu_count']} cores were shared with other jobs (1-minute "
                 f"load average up to {peak:g}, see timings_s): absolute times are slower than "
                 "on an idle machine; every comparison is a ratio measured side by side"
             )
@@ -335,7 +332,8 @@ def run(
 
 
 def _inference(recipe, features, resampled, scratch: Path, s: Settings) -> dict[str, Any]:
-    from audioclf.models import build_feature_extractor, build_model
+    from audioclf.models.build import build_model
+    from audioclf.models.extractor import build_feature_extractor
     from audioclf.training.loop import save_model
     from benchmarks.inference import inference, make_clips
 

@@ -68,7 +68,7 @@ def _bare(cfg: DictConfig, train: Dataset, name: str, crop: int) -> list[float]:
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    from audioclf.models import build_model
+    from audioclf.models.build import build_model
 
     t = cfg.train
     set_seed(cfg.seed)
@@ -143,7 +143,7 @@ def train_throughput(
 ) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
-    from audioclf.models import build_feature_extractor
+    from audioclf.models.extractor import build_feature_extractor
 
     t = cfg.train
     name = build_feature_extractor(cfg.model).model_input_names[0]
@@ -202,7 +202,7 @@ def threads_probe(cfg: DictConfig, counts: list[int], steps: int = 8) -> dict[st
     """
     from accelerate.utils import set_seed
 
-    from audioclf.models import build_model
+    from audioclf.models.build import build_model
 
     before = torch.get_num_threads()
     t = cfg.train

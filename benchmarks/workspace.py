@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioclf.dvc_stages import stage_names
-from tests.datagen import (
+from audioclf.testing import (
     SMALL_SPEAKERS,
     TINY_TRAIN_OVERRIDES,
     copy_pipeline,
@@ -76,6 +76,14 @@ class Workspace:
         from audioclf.config import load_params
 
         return load_params(list(extra), root=self.root)
+
+    def recipe(self, *, smoke: bool):
+        """What the in-process figures and the recipe stages measure: the data with the
+        configured model and training (under ``--smoke``, the fast recipe's)."""
+        from audioclf.config import compose_conf
+
+        fast = self.fast_overrides if smoke else []
+        return compose_conf([*self.data_overrides, *fast], root=self.root)
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         exe = Path(sys.executable).parent / "dvc"

@@ -165,7 +165,7 @@ missing="$(missing_modules "${BENCH_MODULES[@]}")"
 # the project's dependencies (pyproject.toml) by import name, then what the stages import
 REPRO_MODULES=(datasets evaluate dvc dvc_data hydra omegaconf mlflow soundfile soxr sklearn
     matplotlib pyarrow safetensors tqdm audioclf.stages.download audioclf.stages.resample
-    audioclf.stages.featurize audioclf.stages.train audioclf.stages.evaluate tests.datagen)
+    audioclf.stages.featurize audioclf.stages.train audioclf.stages.evaluate audioclf.testing)
 ARGS=(--out "$OUT_FILE" ${SMOKE:+--smoke})
 skipped=""
 missing="$(missing_modules "${REPRO_MODULES[@]}")"

@@ -20,7 +20,7 @@ os.environ["HF_HOME"] = HF_HOME
 os.environ["DVC_NO_ANALYTICS"] = "1"
 SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
-from tests.datagen import (  # noqa: E402  (after the environment above)
+from audioclf.testing import (  # noqa: E402  (after the environment above)
     FOLDER_DIR,
     FOLDER_OVERRIDES,
     HUB_DIR,
@@ -61,7 +61,7 @@ def _mlflow_uri_isolation() -> Iterator[None]:
     ``dvc exp run``) must not inherit it: each test ends with the session's own setting."""
     import mlflow
 
-    from audioclf.tracking import restore_tracking_uri
+    from audioclf.tracking.store import restore_tracking_uri
 
     yield
     while mlflow.active_run() is not None:

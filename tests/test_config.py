@@ -10,7 +10,10 @@ import yaml
 from omegaconf import OmegaConf
 
 from audioclf.config import ConfigError, compose_conf, load_params, require, write_params
-from tests.datagen import REPO_ROOT
+from audioclf.testing import REPO_ROOT
+
+TRAIN_CONF = REPO_ROOT / "conf" / "train"
+RECIPES = sorted(path.stem for path in TRAIN_CONF.glob("*.yaml") if path.stem != "base")
 
 
 def repo_params() -> dict:
@@ -116,3 +119,43 @@ def test_require_returns_set_values_and_rejects_null() -> None:
     assert cfg.data.tracked_path == "some/folder"  # interpolated from data.path
     with pytest.raises(ConfigError, match=r"'model\.name_or_path'"):
         require(cfg, "model.name_or_path")
+
+
+def test_the_flagship_experiment_is_its_three_groups() -> None:
+    """`experiment=flagship` (the Makefile's flagship) composes as the three group switches."""
+    flagship = compose_conf(["experiment=flagship"], root=REPO_ROOT)
+    switched = compose_conf(
+        ["data=minds14", "model=wav2vec2_base", "train=wav2vec2_base"], root=REPO_ROOT
+    )
+    assert flagship == switched
+    assert flagship.data.path == "PolyAI/minds14"
+    assert flagship.model.name_or_path == "facebook/wav2vec2-base"
+    assert flagship.train.learning_rate == 5.0e-5
+    # Overrides after it still apply, as `make flagship FLAGSHIP_ARGS="-S train.epochs=20"` does.
+    longer = compose_conf(["experiment=flagship", "train.epochs=20"], root=REPO_ROOT)
+    assert longer.train.epochs == 20
+
+
+def dotted_keys(node: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in node.items():
+        keys.add(prefix + key)
+        if isinstance(value, dict):
+            keys |= dotted_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_a_train_recipe_states_only_keys_of_the_base_and_sets_all_it_leaves_open(
+    recipe: str,
+) -> None:
+    """conf/train/<recipe>.yaml extends base.yaml: a key base lacks would be a typo (Hydra adds it
+    silently), and base's ??? keys (epochs, batch, learning rate, crop) are each recipe's to set."""
+    base = yaml.safe_load((TRAIN_CONF / "base.yaml").read_text(encoding="utf-8"))
+    stated = yaml.safe_load((TRAIN_CONF / f"{recipe}.yaml").read_text(encoding="utf-8"))
+    assert stated.pop("defaults") == ["base", "_self_"]
+    unknown = dotted_keys(stated) - dotted_keys(base)
+    assert not unknown, f"{recipe}.yaml states keys base.yaml lacks: {sorted(unknown)}"
+    composed = compose_conf([f"train={recipe}"], root=REPO_ROOT).train
+    assert not OmegaConf.missing_keys(composed), f"{recipe}.yaml leaves base.yaml's ??? keys unset"
+    assert list(composed) == list(base), "the composed recipe keeps base.yaml's order of keys"

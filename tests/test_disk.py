@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from audioclf.testing import Project, dvc, make_dvc_repo
 from benchmarks.disk import allocated_bytes
-from tests.datagen import Project, dvc, make_dvc_repo
 
 
 def test_allocated_bytes_counts_a_hard_linked_file_once(tmp_path: Path) -> None:

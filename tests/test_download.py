@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioclf.data.sources import AUDIO, LABEL
+from audioclf.data.columns import AUDIO, LABEL
 from audioclf.data.store import load_splits
 from audioclf.data.validate import BadAudioError
 from audioclf.stages import run_stage
 from audioclf.stages.download import download
-from tests.datagen import (
+from audioclf.testing import (
     FOLDER_DIR,
     HUB_CLASSES,
     HUB_DIR,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from audioclf.data.store import load_splits
-from tests.datagen import (
+from audioclf.testing import (
     HUB_OVERRIDES,
     TINY_TRAIN_OVERRIDES,
     Project,

@@ -20,8 +20,10 @@ import torch
 import yaml
 
 from audioclf.dvc_stages import stage_names
-from benchmarks.gpu import SMOKE_MODEL_CONFIG, main, missing_requirements, recipe_settings
-from tests.datagen import REPO_ROOT, copy_pipeline, git
+from audioclf.testing import REPO_ROOT, copy_pipeline, git
+from benchmarks.gpu.__main__ import main
+from benchmarks.gpu.settings import SMOKE_MODEL_CONFIG, recipe_settings
+from benchmarks.gpu.wheels import missing_requirements
 
 SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 

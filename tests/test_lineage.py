@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from audioclf.cli import main
-from tests.datagen import (
+from audioclf.testing import (
     HUB_DIR,
     HUB_PARQUET,
     Project,

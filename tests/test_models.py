@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from audioclf.config import ConfigError, compose_conf
-from audioclf.models import build_feature_extractor, build_model
+from audioclf.models.build import build_model
+from audioclf.models.extractor import build_feature_extractor
 
 LABELS = ["abroad", "balance", "freeze"]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.datagen import RATE, REPO_ROOT, Project, corrupt_bytes, encode, tone
+from audioclf.testing import RATE, REPO_ROOT, Project, corrupt_bytes, encode, tone
 
 LABELS = ("yes", "no", "stop")
 TINY = (
@@ -50,7 +50,8 @@ def save_tiny_model(
     import torch
 
     from audioclf.config import compose_conf
-    from audioclf.models import build_feature_extractor, build_model
+    from audioclf.models.build import build_model
+    from audioclf.models.extractor import build_feature_extractor
     from audioclf.training.loop import save_model
 
     cfg = compose_conf(["model=tiny", *TINY, *extra], root=REPO_ROOT)

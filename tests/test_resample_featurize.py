@@ -15,11 +15,11 @@ from datasets import ClassLabel
 from audioclf.data.audio import as_float32
 from audioclf.data.features import ModelInput
 from audioclf.data.store import load_splits
-from audioclf.models import build_feature_extractor
+from audioclf.models.extractor import build_feature_extractor
 from audioclf.stages.download import download
 from audioclf.stages.featurize import featurize
 from audioclf.stages.resample import resample
-from tests.datagen import (
+from audioclf.testing import (
     FOLDER_DIR,
     HUB_CLASSES,
     HUB_DIR,

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from tests.datagen import encode, tone
+from audioclf.testing import encode, tone
 from tests.test_predict import LABELS, by_label, run_cli, save_tiny_model
 
 NAME = "audioclf-test"
@@ -104,7 +104,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     from mlflow.tracking import MlflowClient
 
     from audioclf.serving import log_pyfunc_model
-    from audioclf.tracking import using_tracking_uri
+    from audioclf.tracking.store import using_tracking_uri
 
     tmp = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -184,7 +184,7 @@ def test_pyfunc_scores_long_arrays_in_the_registered_models_window(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from audioclf.classifier import Classifier, Window
+    from audioclf.windows import Window, WindowedClassifier
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@{ALIAS}")
@@ -195,7 +195,7 @@ def test_pyfunc_scores_long_arrays_in_the_registered_models_window(
     frame = pd.DataFrame(
         {"array": [stereo.tolist(), short.tolist()], "sampling_rate": [16000, 8000]}
     )
-    classifier = Classifier(store.model_dir)
+    classifier = WindowedClassifier(store.model_dir)
     clips = [(stereo, 16000), (short, 8000)]
 
     out = model.predict(frame, params={"top_k": 3, "segments": True})

@@ -12,16 +12,9 @@ from omegaconf import OmegaConf
 
 from audioclf.config import ConfigError
 from audioclf.data import sources
-from audioclf.data.sources import (
-    AUDIO,
-    LABEL,
-    PROBLEM,
-    DataSourceError,
-    load_audiofolder,
-    load_hub,
-    load_source,
-)
-from tests.datagen import (
+from audioclf.data.columns import AUDIO, LABEL, PROBLEM
+from audioclf.data.sources import DataSourceError, load_audiofolder, load_hub, load_source
+from audioclf.testing import (
     HUB_CLASSES,
     FolderItem,
     encode,

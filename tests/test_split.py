@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from itertools import chain, combinations
 
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
+from omegaconf import OmegaConf
 
 from audioclf.config import ConfigError
-from audioclf.data.sources import LABEL
-from audioclf.data.split import SPLITS, split_dataset
+from audioclf.data.columns import LABEL
+from audioclf.data.manifest import build_manifest
+from audioclf.data.split import SPLITS, describe_validation, split_dataset
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -163,3 +166,92 @@ def test_too_few_groups_for_a_share_is_a_config_error() -> None:
         split(grouped_data(speakers=3), test_size=0.2, seed=0, group_by="speaker")
     with pytest.raises(ConfigError, match=r"validation_size with .*group_by='speaker': 4 groups"):
         split(grouped_data(speakers=5), test_size=0.2, seed=0, group_by="speaker")
+
+
+def suggested(err: pytest.ExceptionInfo, key: str) -> float:
+    """The share an error message suggests for ``key``."""
+    return float(re.search(rf"{re.escape(key)}=([0-9.]+) holds out", str(err.value)).group(1))
+
+
+def test_too_few_groups_suggests_a_share_that_works() -> None:
+    ds = grouped_data(speakers=3)
+    with pytest.raises(ConfigError, match=r"data\.split\.test_size=0\.34 holds out one") as err:
+        split(ds, test_size=0.2, seed=0, group_by="speaker")
+    test_size = suggested(err, "data.split.test_size")
+    # then 2 speakers are left to train on: validation must take one of them
+    with pytest.raises(ConfigError, match=r"validation_size=0\.34 holds out one of the 2") as err:
+        split(ds, test_size=test_size, seed=0, group_by="speaker")
+    validation_size = suggested(err, "data.split.validation_size")
+    splits = split(
+        ds, validation_size=validation_size, test_size=test_size, seed=0, group_by="speaker"
+    )
+    assert [len(set(splits[name]["speaker"])) for name in SPLITS] == [1, 1, 1]
+
+
+def test_too_few_groups_for_validation_suggests_a_share_of_all_items() -> None:
+    # one speaker of four held out as test: 2 training speakers, 16 of 32 items each
+    ds = grouped_data(speakers=4)
+    held = {"spk0", "spk1"}
+    ds = ds.add_column("part", ["test" if s in held else "train" for s in ds["speaker"]])
+    key = "data.split.validation_size"
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}=0\.25 holds out one of the 2") as err:
+        split(ds, test_size=0.2, seed=0, group_by="speaker", column="part")
+    splits = split(
+        ds,
+        validation_size=suggested(err, key),
+        test_size=0.2,
+        seed=0,
+        group_by="speaker",
+        column="part",
+    )
+    assert len(set(splits["validation"]["speaker"])) == 1
+    assert len(set(splits["train"]["speaker"])) == 1
+
+
+def test_one_group_cannot_be_split_and_says_to_switch_grouping_off() -> None:
+    with pytest.raises(
+        ConfigError, match=r"1 group cannot be split: set data\.split\.group_by=null"
+    ):
+        split(grouped_data(speakers=1), test_size=0.2, seed=0, group_by="speaker")
+
+
+def test_validation_carved_without_grouping_says_it_shares_speakers_with_train() -> None:
+    ds = grouped_data(speakers=5)
+    ds = ds.add_column("part", ["test" if s == "spk0" else "train" for s in ds["speaker"]])
+    splits = split(ds, validation_size=0.2, test_size=0.2, seed=0, column="part")
+    described = describe_validation(splits, group_by=None)
+    assert described["group_column"] == "speaker" and described["grouped_by"] is None
+    assert described["validation_groups"] == described["shared_with_train"] == 4
+    assert "validation shares speakers with train (4 of its 4 speakers" in described["note"]
+    assert described["note"].endswith("data.split.group_by=speaker carves it out by speaker")
+
+
+def test_validation_carved_by_speaker_shares_none() -> None:
+    splits = split(grouped_data(speakers=20), test_size=0.2, seed=0, group_by="speaker")
+    described = describe_validation(splits, group_by="speaker")
+    assert described["shared_with_train"] == 0 and described["note"] is None
+    assert described["validation_groups"] == 2
+
+
+def test_data_without_a_group_column_has_nothing_to_say_about_groups() -> None:
+    splits = split(unbalanced_data(), test_size=0.2, seed=0)
+    assert describe_validation(splits, group_by=None) == {
+        "group_column": None,
+        "grouped_by": None,
+        "note": None,
+    }
+
+
+def test_the_manifest_records_speakers_and_what_validation_shares() -> None:
+    ds = grouped_data(speakers=5)
+    ds = ds.add_column("part", ["test" if s == "spk0" else "train" for s in ds["speaker"]])
+    ds = ds.add_column("path", [f"clip{i}.wav" for i in range(len(ds))])
+    ds = ds.add_column("sha256", ["0" * 64] * len(ds))
+    splits = split(ds, validation_size=0.2, test_size=0.2, seed=0, column="part")
+    data = OmegaConf.create(
+        {"source": "audiofolder", "path": "clips", "split": {"group_by": None, "column": "part"}}
+    )
+    manifest = build_manifest(splits, data, skipped=[])
+    assert manifest["groups"]["test"] == ["spk0"]
+    assert manifest["groups"]["validation"] == ["spk1", "spk2", "spk3", "spk4"]
+    assert manifest["validation"] == describe_validation(splits, group_by=None)

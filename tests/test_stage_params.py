@@ -16,13 +16,14 @@ import pytest
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from audioclf import tracking
 from audioclf.stages.download import download
 from audioclf.stages.evaluate import evaluate
 from audioclf.stages.featurize import featurize
 from audioclf.stages.resample import resample
 from audioclf.stages.train import train
-from tests.datagen import REPO_ROOT, TINY_TRAIN_OVERRIDES, Project
+from audioclf.testing import REPO_ROOT, TINY_TRAIN_OVERRIDES, Project
+from audioclf.tracking import artifacts
+from audioclf.tracking import params as run_params
 
 STAGES = {
     "download": download,
@@ -73,7 +74,7 @@ def covers(param: str, key: str) -> bool:
 @pytest.fixture(scope="module")
 def reads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """The keys each stage reads, running the whole pipeline on the tiny Hub replica."""
-    from tests.datagen import HUB_DIR, HUB_OVERRIDES, hub_rows, make_project, write_hub_repo
+    from audioclf.testing import HUB_DIR, HUB_OVERRIDES, hub_rows, make_project, write_hub_repo
 
     project: Project = make_project(tmp_path_factory.mktemp("params") / "project")
     mp = pytest.MonkeyPatch()
@@ -84,10 +85,10 @@ def reads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     # The train stage records the whole config in its MLflow run (params and an artifact):
     # that record is no DVC output, so it reads a plain copy.
     plain = project.cfg()
-    flat_params, log_outputs = tracking.flat_params, tracking.log_training_outputs
-    mp.setattr(tracking, "flat_params", lambda cfg: flat_params(plain))
+    flat_params, log_outputs = run_params.flat_params, artifacts.log_training_outputs
+    mp.setattr(run_params, "flat_params", lambda cfg: flat_params(plain))
     mp.setattr(
-        tracking, "log_training_outputs", lambda run, cfg, **kw: log_outputs(run, plain, **kw)
+        artifacts, "log_training_outputs", lambda run, cfg, **kw: log_outputs(run, plain, **kw)
     )
     found = {}
     try:

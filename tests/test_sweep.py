@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from audioclf import environment, tracking
-from audioclf.training import threads
-from tests.datagen import HUB_OVERRIDES, TINY_TRAIN_OVERRIDES, Project, dvc, git, make_dvc_repo
+from audioclf import environment, threads
+from audioclf.testing import HUB_OVERRIDES, TINY_TRAIN_OVERRIDES, Project, dvc, git, make_dvc_repo
+from audioclf.tracking.outcome import stage_outcome
+from audioclf.tracking.store import using_tracking_uri
+from audioclf.tracking.tags import ERROR_TAG, STAGE_TAG, dvc_tags, sweep_name
 
 
 def test_sweep_tag_is_the_param_else_the_experiments_baseline(
@@ -30,13 +32,13 @@ def test_sweep_tag_is_the_param_else_the_experiments_baseline(
     unnamed = OmegaConf.create({"sweep": None})
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
-    assert tracking.sweep_name(unnamed) is None  # a plain `dvc repro`
-    assert tracking.sweep_name(named) == "lr-grid"
+    assert sweep_name(unnamed) is None  # a plain `dvc repro`
+    assert sweep_name(named) == "lr-grid"
     monkeypatch.setenv("DVC_EXP_NAME", "brisk-oryx")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "c9e5967eda9ce9d35cfc861e0a370d36883a09a6")
-    assert tracking.sweep_name(unnamed) == "baseline-c9e5967"
-    assert tracking.sweep_name(named) == "lr-grid"
-    assert tracking.dvc_tags(named) == {
+    assert sweep_name(unnamed) == "baseline-c9e5967"
+    assert sweep_name(named) == "lr-grid"
+    assert dvc_tags(named) == {
         "dvc.experiment": "brisk-oryx",
         "dvc.baseline_rev": "c9e5967eda9ce9d35cfc861e0a370d36883a09a6",
         "sweep": "lr-grid",
@@ -47,7 +49,7 @@ def test_sweep_param_is_not_a_stage_param() -> None:
     """Naming a sweep changes no model: `dvc repro` stays a no-op when only the name changes."""
     import yaml
 
-    from tests.datagen import REPO_ROOT
+    from audioclf.testing import REPO_ROOT
 
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     declared = [p for stage in stages.values() for p in stage.get("params", [])]
@@ -256,7 +258,7 @@ def test_stage_outcomes_set_the_run_status(store: tuple[str, str], tmp_path: Pat
     run_id = new_run(store, run_file)
 
     def evaluate_stage(body) -> None:
-        with tracking.stage_outcome("evaluate", run_file, opens_run=False):
+        with stage_outcome("evaluate", run_file, opens_run=False):
             assert run_state(store, run_id)[1]["pipeline.stage_status"] == "running"
             body()
 
@@ -319,13 +321,13 @@ def test_train_marks_only_its_own_run_and_leaves_it_unfinished(
     earlier = new_run(store, run_file)
     with (
         pytest.raises(FileNotFoundError),
-        tracking.stage_outcome("train", run_file, opens_run=True),
+        stage_outcome("train", run_file, opens_run=True),
     ):
         raise FileNotFoundError("data/features/train not found; run featurize first")
     assert not run_file.exists()
     assert run_state(store, earlier) == ("RUNNING", {})
 
-    with tracking.stage_outcome("train", run_file, opens_run=True):
+    with stage_outcome("train", run_file, opens_run=True):
         trained = new_run(store, run_file)
     assert run_state(store, trained) == (
         "RUNNING",
@@ -344,9 +346,9 @@ def test_a_stage_whose_copy_is_deleted_under_it_fails_its_open_run(
     run_file = copy / "reports" / "mlflow_run.json"
     run_file.parent.mkdir(parents=True)
     with (
-        tracking.using_tracking_uri(store[0]),
+        using_tracking_uri(store[0]),
         pytest.raises(FileNotFoundError),
-        tracking.stage_outcome("train", run_file, opens_run=True),
+        stage_outcome("train", run_file, opens_run=True),
     ):
         run_id = mlflow.start_run(experiment_id=store[1]).info.run_id
         run_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": store[0]}))
@@ -361,11 +363,11 @@ STAGE_PROCESS = """
 import json, sys
 from pathlib import Path
 import mlflow
-from audioclf import tracking
+from audioclf.tracking.outcome import stage_outcome
 
 uri, run_file, mode = sys.argv[1:]
 mlflow.set_tracking_uri(uri)
-with tracking.stage_outcome("train", Path(run_file), opens_run=True):
+with stage_outcome("train", Path(run_file), opens_run=True):
     run = mlflow.start_run()  # as Accelerate's tracker starts it
     payload = {"run_id": run.info.run_id, "tracking_uri": uri}
     Path(run_file).write_text(json.dumps(payload))
@@ -508,9 +510,9 @@ def test_parallel_queue_lands_every_run_and_ends_failed_and_killed_ones(
     assert len(runs) == 5, (sorted(runs), status)
     killed, failed = runs.pop("to-kill"), runs.pop("bad-checkpoints")
     assert killed.info.status == "KILLED", killed.data.tags
-    assert killed.data.tags[tracking.ERROR_TAG] == "train: interrupted by SIGINT"
+    assert killed.data.tags[ERROR_TAG] == "train: interrupted by SIGINT"
     assert failed.info.status == "FAILED", failed.data.tags
-    assert failed.data.tags[tracking.ERROR_TAG].startswith("train: ValueError: tracking.log_")
+    assert failed.data.tags[ERROR_TAG].startswith("train: ValueError: tracking.log_")
     for run in (killed, failed):
         assert not [k for k in run.data.metrics if k.startswith("test/")]
 
@@ -527,7 +529,7 @@ def test_parallel_queue_lands_every_run_and_ends_failed_and_killed_ones(
     rules = []
     for name, run in runs.items():
         assert run.info.status == "FINISHED", (name, run.data.tags)
-        assert run.data.tags[tracking.STAGE_TAG] == "evaluate"
+        assert run.data.tags[STAGE_TAG] == "evaluate"
         assert {"test/accuracy", "test/f1_macro"} <= run.data.metrics.keys()
         assert run.info.run_id in registered
         rev, params = experiments[name]  # the experiment's commit names its run

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from audioclf.cli import main
-from tests.datagen import (
+from audioclf.testing import (
     HUB_CLASSES,
     HUB_OVERRIDES,
     TINY_TRAIN_OVERRIDES,
@@ -146,7 +146,8 @@ def test_a_pipeline_run_and_its_registered_model_land_on_the_team_server(
     from mlflow.tracking import MlflowClient
 
     from audioclf.model_store import model_dir_in
-    from audioclf.tracking import MODEL_DIGEST_TAG, model_digest
+    from audioclf.tracking.artifacts import model_digest
+    from audioclf.tracking.tags import MODEL_DIGEST_TAG
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     run_file = json.loads((team_repo / "reports" / "mlflow_run.json").read_text())

@@ -24,7 +24,7 @@ from audioclf.stages.evaluate import evaluate
 from audioclf.stages.featurize import featurize
 from audioclf.stages.resample import resample
 from audioclf.stages.train import train
-from tests.datagen import (
+from audioclf.testing import (
     HUB_DIR,
     HUB_OVERRIDES,
     TINY_TRAIN_OVERRIDES,
@@ -115,6 +115,8 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     from mlflow.tracking import MlflowClient
     from transformers import pipeline
 
+    import audioclf.models.logmel_cnn  # noqa: F401  (registers the CNN, as README says)
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     run_stage(train, [])
     # windows (0.25 s) shorter than every test clip (0.3-0.5 s), unlike the recorded 0.4 s crop
@@ -134,11 +136,11 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     assert metrics["num_test"] == len(Path(cfg.paths.predictions).read_text().splitlines()) - 1
     # What evaluate scored is what users are served: audioclf predict's scoring of the same
     # test clips (`audioclf predict --window-s 0.25`).
-    from audioclf.classifier import Classifier
     from audioclf.data.audio import as_float32
+    from audioclf.windows import WindowedClassifier
 
     test = load_splits(cfg.paths.resampled, "resample")["test"]
-    classifier = Classifier(model_dir)
+    classifier = WindowedClassifier(model_dir)
     assert classifier.default_window_s == cfg.train.crop_s == 0.4  # the train stage's record
     rate = cfg.audio.sampling_rate
     clips = [(as_float32(np.asarray(a)), rate) for a in test["array"]]

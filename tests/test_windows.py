@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.datagen import RATE, tone
+from audioclf.testing import RATE, tone
 from tests.test_predict import (
     LABELS,
     MASKED,
@@ -43,9 +43,9 @@ def masked_windowed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["plain", "masked"])
 def classifier(request: pytest.FixtureRequest, windowed_dir: Path, masked_windowed_dir: Path):
-    from audioclf.classifier import Classifier
+    from audioclf.windows import WindowedClassifier
 
-    return Classifier(windowed_dir if request.param == "plain" else masked_windowed_dir)
+    return WindowedClassifier(windowed_dir if request.param == "plain" else masked_windowed_dir)
 
 
 def long_clip(seconds_each: float = 1.0, rate: int = RATE, channels: int = 1) -> np.ndarray:
@@ -70,11 +70,12 @@ def test_the_model_folder_records_its_window_and_the_pipeline_still_loads_it(
 ) -> None:
     from transformers import pipeline
 
-    from audioclf.classifier import WINDOW_ATTRIBUTE, Classifier, Window
+    from audioclf.models.saved import WINDOW_ATTRIBUTE
+    from audioclf.windows import Window, WindowedClassifier
 
     config = json.loads((windowed_dir / "preprocessor_config.json").read_text())
     assert config[WINDOW_ATTRIBUTE] == WINDOW_S
-    classifier = Classifier(windowed_dir)
+    classifier = WindowedClassifier(windowed_dir)
     assert classifier.default_window_s == WINDOW_S
     assert classifier.window() == Window(WINDOW_S, WINDOW_S / 2)
     pipe = pipeline("audio-classification", model=str(windowed_dir))
@@ -85,7 +86,7 @@ def test_the_model_folder_records_its_window_and_the_pipeline_still_loads_it(
 
 
 def test_window_options_are_checked_and_errors_name_the_option() -> None:
-    from audioclf.classifier import Window, WindowError, resolve_window
+    from audioclf.windows import Window, WindowError, resolve_window
 
     assert resolve_window(None) is None  # no recorded window: whole clips
     assert resolve_window(2.0) == Window(2.0, 1.0)
@@ -110,18 +111,20 @@ def test_window_options_are_checked_and_errors_name_the_option() -> None:
 
 
 def test_a_bad_recorded_window_is_a_model_error(tmp_path: Path) -> None:
-    from audioclf.classifier import WINDOW_ATTRIBUTE, Classifier, ModelError
+    from audioclf.classifier import ModelError
+    from audioclf.models.saved import WINDOW_ATTRIBUTE
+    from audioclf.windows import WindowedClassifier
 
     path = save_tiny_model(tmp_path / "final")
     config_file = path / "preprocessor_config.json"
     config = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**config, WINDOW_ATTRIBUTE: "two"}))
     with pytest.raises(ModelError, match=f"{WINDOW_ATTRIBUTE} in preprocessor_config.json"):
-        Classifier(path)
+        WindowedClassifier(path)
 
 
 def test_window_starts_cover_every_sample_and_end_at_the_end() -> None:
-    from audioclf.classifier import window_starts
+    from audioclf.windows import window_starts
 
     assert window_starts(100, 100, 50) == [0]
     assert window_starts(30, 100, 50) == [0]
@@ -193,7 +196,7 @@ def test_the_last_window_ends_at_the_end_of_the_clip(classifier) -> None:
 
 
 def test_short_and_long_clips_together_and_other_windows(classifier) -> None:
-    from audioclf.classifier import Window
+    from audioclf.windows import Window
 
     short, long = tone(600.0, 0.3, seed=9), long_clip(0.6)
     window = Window(1.0, 0.4)
@@ -245,7 +248,7 @@ def test_streaming_holds_a_window_not_the_recording(
 ) -> None:
     """Each batch of windows is scored as soon as its samples are read, long before the
     recording ends: the stream never waits for (or holds) the whole recording."""
-    from audioclf.classifier import Window
+    from audioclf.windows import Window
 
     clip = long_clip(2.0)  # 10 s
     read_up_to: list[int] = []
@@ -271,8 +274,8 @@ def test_streaming_holds_a_window_not_the_recording(
 
 
 def test_stream_errors_are_audio_errors(classifier) -> None:
-    from audioclf.classifier import Window
     from audioclf.data.audio import AudioError
+    from audioclf.windows import Window
 
     window = Window(WINDOW_S, WINDOW_S / 2)
     with pytest.raises(AudioError, match="empty audio"):
@@ -306,8 +309,8 @@ def write_long_files(root: Path) -> dict[str, Path]:
 def test_predict_scores_long_files_in_the_models_windows(
     windowed_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from audioclf.classifier import Classifier, Window
     from audioclf.data.audio import decode
+    from audioclf.windows import Window, WindowedClassifier
 
     files = write_long_files(tmp_path)
     names = ["long.flac", "long8k.wav", "short.wav"]
@@ -321,7 +324,7 @@ def test_predict_scores_long_files_in_the_models_windows(
     assert [p["file"] for p in preds] == [str(files[n]) for n in names]
     assert [p["windows"] for p in preds] == [11, 9, 1]  # 3 s and 2.5 s in 0.5 s every 0.25 s
     assert all("segments" not in p for p in preds)
-    classifier = Classifier(windowed_dir)
+    classifier = WindowedClassifier(windowed_dir)
     expected = classifier.score([decode(files[n]) for n in names], Window(0.5, 0.25))
     for pred, want in zip(preds, expected, strict=True):
         assert by_label(pred["labels"]) == pytest.approx(
@@ -463,11 +466,11 @@ def test_a_model_without_a_window_scores_whole_files_unless_given_one(
 def test_evaluate_scores_stored_test_clips_as_predict_scores_them(windowed_dir: Path) -> None:
     from datasets import Dataset
 
-    from audioclf.classifier import Classifier
     from audioclf.data.audio import as_float32, to_pcm16
     from audioclf.evaluation import score_split
+    from audioclf.windows import WindowedClassifier
 
-    classifier = Classifier(windowed_dir)
+    classifier = WindowedClassifier(windowed_dir)
     clips = [tone(300.0, 0.3, seed=1), long_clip(0.4), tone(2400.0, 1.2, seed=3)]
     window = classifier.window()
     for stored in (clips, [to_pcm16(c) for c in clips]):  # float32 or 16-bit PCM storage

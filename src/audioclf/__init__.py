@@ -1,12 +1,10 @@
 """audioclf: a reproducible pipeline that trains and serves audio classifiers.
 
-Importing it registers the project's own model (``model_type="audioclf_logmel_cnn"``) with
-transformers' Auto classes, so ``AutoModelForAudioClassification.from_pretrained`` and
-``pipeline("audio-classification")`` load a saved one without ``trust_remote_code``.
+Importing the package runs nothing heavy (no torch, transformers or Hydra), so each DVC stage
+depends only on the modules it imports. The project's CNN registers itself with transformers'
+Auto classes where a model is built (:mod:`audioclf.models.build`) or loaded
+(:mod:`audioclf.classifier`); to load a saved one with transformers alone, ``import
+audioclf.models.logmel_cnn`` first.
 """
 
-from audioclf.models.logmel_cnn import register_auto_classes
-
 __version__ = "0.1.0"
-
-register_auto_classes()

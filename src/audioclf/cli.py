@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from transformers.utils import logging as hf_logging
 
-from audioclf.classifier import WindowError
 from audioclf.config import write_params
 from audioclf.lineage import main as lineage_main
 from audioclf.predict import (
@@ -22,6 +21,7 @@ from audioclf.predict import (
     predict_files,
     push_to_hub,
 )
+from audioclf.windows import WindowError
 
 
 def _params(args: argparse.Namespace) -> int:

@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audioclf.classifier import Classifier, Window
 from audioclf.data.audio import AudioError, as_float32
 from audioclf.metrics import load
+from audioclf.windows import Window, WindowedClassifier
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 
 def score_split(
-    classifier: Classifier,
+    classifier: WindowedClassifier,
     split: Dataset,
     rate: int,
     window: Window | None,
@@ -28,9 +28,10 @@ def score_split(
 ) -> np.ndarray:
     """Class probabilities (clips x labels) of a resampled split's ``array`` clips at ``rate``,
     scored as ``audioclf predict`` scores a file: whole, or in ``window`` when longer, the
-    window probabilities averaged (:meth:`Classifier.score_arrays`). The clips are whole (not
-    cut at ``audio.max_duration_s`` as the training features are) and read ``chunk`` at a
-    time; stored 16-bit PCM or float32 both work. An unusable clip is an error naming it.
+    window probabilities averaged (:meth:`WindowedClassifier.score_arrays`). The clips are
+    whole (not cut at ``audio.max_duration_s`` as the training features are) and read
+    ``chunk`` at a time; stored 16-bit PCM or float32 both work. An unusable clip is an error
+    naming it.
     """
     clips = split.with_format("numpy", columns=["array"])
     names = split["path"]

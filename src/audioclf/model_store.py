@@ -2,8 +2,8 @@
 
 Between the inference core (:mod:`audioclf.classifier`: a model folder in, scores out) and
 what serves models (:mod:`audioclf.predict`, :mod:`audioclf.serving`). Where runs go is
-:func:`audioclf.tracking.tracking_uri`; a logged model keeps its ``save_pretrained`` folder as
-the pyfunc artifact :data:`ARTIFACT`.
+:func:`audioclf.tracking.store.tracking_uri`; a logged model keeps its ``save_pretrained``
+folder as the pyfunc artifact :data:`ARTIFACT`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from audioclf import tracking
 from audioclf.classifier import ModelError, first_line
 from audioclf.config import PARAMS_FILE, load_params
+from audioclf.tracking.store import no_artifact_progress_bar, project_tracking_uri
 
 ARTIFACT = "model_dir"
 DEFAULT_MODEL = "models/final"
@@ -59,9 +59,9 @@ def download_model(uri: str, dst: Path) -> Path:
     """Download the MLflow model ``uri`` into ``dst``; the folder it landed in.
 
     The store is ``MLFLOW_TRACKING_URI``, else the project's
-    (:func:`audioclf.tracking.project_tracking_uri`).
+    (:func:`audioclf.tracking.store.project_tracking_uri`).
     """
-    tracking_uri = tracking.project_tracking_uri()
+    tracking_uri = project_tracking_uri()
     if tracking_uri.startswith("sqlite:///"):
         store = Path(tracking_uri[len("sqlite:///") :])
         if not store.is_file():
@@ -69,7 +69,7 @@ def download_model(uri: str, dst: Path) -> Path:
                 f"cannot resolve {uri}: MLflow store {store} not found (set MLFLOW_TRACKING_URI)"
             )
     # Passed explicitly: mlflow.set_tracking_uri would also change this process's environment.
-    with tracking.no_artifact_progress_bar():
+    with no_artifact_progress_bar():
         try:
             folder = Path(
                 mlflow.artifacts.download_artifacts(

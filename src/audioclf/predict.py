@@ -1,13 +1,15 @@
 """``audioclf predict``: classify audio files with a pipeline model, as a table or JSON.
 
 The model is a ``save_pretrained`` folder or an MLflow model URI (:mod:`audioclf.model_store`);
-scoring is the inference core's (:class:`audioclf.classifier.Classifier`), which equals
-``transformers.pipeline("audio-classification")`` and never lets batching change a score.
+scoring is the inference core's (:class:`audioclf.classifier.Classifier`: it equals
+``transformers.pipeline("audio-classification")`` and never lets batching change a score),
+clips longer than the window in windows (:class:`audioclf.windows.WindowedClassifier`).
 
 A file longer than the scoring window (the model's training clip length unless given) is never
 decoded whole: it is read in blocks of :data:`BLOCK_FRAMES`, resampled as a stream and scored
-window by window (:meth:`~audioclf.classifier.Classifier.score_stream`), so memory is bounded
-by the window, not by the recording. Shorter files are decoded whole and scored as before.
+window by window (:meth:`~audioclf.windows.WindowedClassifier.score_stream`), so memory is
+bounded by the window, not by the recording. Shorter files are decoded whole and scored as
+before.
 """
 
 from __future__ import annotations
@@ -22,12 +24,20 @@ import numpy as np
 import soundfile as sf
 from huggingface_hub import constants
 
-from audioclf.classifier import Classifier, ClipScores, ModelError, Window, first_line
+from audioclf.classifier import Classifier, ModelError, first_line
 from audioclf.data.audio import AudioError, decode
-from audioclf.data.sources import AUDIO_SUFFIXES
+from audioclf.data.columns import AUDIO_SUFFIXES
 from audioclf.model_store import default_model_dir, download_model, is_model_uri, model_dir_in
+from audioclf.windows import ClipScores, Window, WindowedClassifier
 
-__all__ = ["Classifier", "HubError", "ModelError", "load_classifier", "predict_files"]
+__all__ = [
+    "Classifier",
+    "HubError",
+    "ModelError",
+    "WindowedClassifier",
+    "load_classifier",
+    "predict_files",
+]
 
 BLOCK_FRAMES = 1 << 16  # frames read at a time from a file scored in windows
 
@@ -39,8 +49,8 @@ class HubError(RuntimeError):
 # ---------------------------------------------------------------------- models
 
 
-def load_classifier(source: str | Path | None = None, device: str = "cpu") -> Classifier:
-    """A :class:`Classifier` from a model directory or an MLflow model URI.
+def load_classifier(source: str | Path | None = None, device: str = "cpu") -> WindowedClassifier:
+    """A :class:`WindowedClassifier` from a model directory or an MLflow model URI.
 
     ``source`` is a ``save_pretrained`` folder, a downloaded MLflow model folder, or a URI:
     ``runs:/RUN_ID/model``, ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` (the tracking
@@ -51,7 +61,7 @@ def load_classifier(source: str | Path | None = None, device: str = "cpu") -> Cl
         path = default_model_dir()
         if not path.is_dir():
             raise ModelError(f"{path} not found: run `dvc repro` first or pass --model")
-        return Classifier(model_dir_in(path), device)
+        return WindowedClassifier(model_dir_in(path), device)
     text = str(source)
     if not is_model_uri(text):
         path = Path(text).expanduser()
@@ -59,11 +69,11 @@ def load_classifier(source: str | Path | None = None, device: str = "cpu") -> Cl
             raise ModelError(f"{path}: no such model directory")
         if not path.is_dir():
             raise ModelError(f"{path} is not a directory (a save_pretrained model folder)")
-        return Classifier(model_dir_in(path), device)
+        return WindowedClassifier(model_dir_in(path), device)
     with tempfile.TemporaryDirectory(prefix="audioclf-model-") as tmp:
         folder = download_model(text, Path(tmp))
         try:
-            classifier = Classifier(model_dir_in(folder), device)
+            classifier = WindowedClassifier(model_dir_in(folder), device)
         except ModelError as err:
             raise ModelError(f"{text}: {err}".replace(str(folder), "<model>")) from err
     classifier.source = text
@@ -93,7 +103,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple[
 
 
 def predict_files(
-    classifier: Classifier,
+    classifier: WindowedClassifier,
     inputs: Sequence[str | Path],
     top_k: int | None = 5,
     batch_size: int = 8,
@@ -160,7 +170,11 @@ def _open(path: Path) -> sf.SoundFile:
 
 
 def _stream(
-    classifier: Classifier, handle: sf.SoundFile, window: Window, batch_size: int, segments: bool
+    classifier: WindowedClassifier,
+    handle: sf.SoundFile,
+    window: Window,
+    batch_size: int,
+    segments: bool,
 ) -> ClipScores:
     """Score an open file block by block in ``window``."""
     blocks = handle.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
@@ -242,7 +256,7 @@ def push_to_hub(
     )
     if offline:
         raise HubError("cannot push to the Hugging Face Hub: offline mode (HF_HUB_OFFLINE=1)")
-    classifier = Classifier(model_dir)  # checks the folder and its label names first
+    classifier = WindowedClassifier(model_dir)  # checks the folder as predict loads it first
     try:
         classifier.extractor.push_to_hub(repo_id, private=private, token=token)
         classifier.model.push_to_hub(repo_id, private=private, token=token)

@@ -1,6 +1,6 @@
 """The model as an MLflow pyfunc: audio in (bytes, base64 or an array with its rate), labels out.
 
-The train stage logs ``models/final`` with :func:`log_pyfunc_model` and registers it
+The evaluate stage logs ``models/final`` with :func:`log_pyfunc_model` and registers it
 (``tracking.registered_model_name``). Serve a registered version over HTTP with
 
     mlflow models serve -m models:/audioclf-intent@ALIAS --env-manager local -p 5001
@@ -16,7 +16,7 @@ Params ``top_k`` (default 5) and ``batch_size`` (default 8). Each row of the ans
 ``label``, its ``score`` and ``top_k``, the list of ``{"label", "score"}``, best first.
 
 Clips longer than the model's window are scored as ``audioclf predict`` scores them: windows of
-``window_s`` every ``hop_s``, their probabilities averaged (:mod:`audioclf.classifier`). Params
+``window_s`` every ``hop_s``, their probabilities averaged (:mod:`audioclf.windows`). Params
 ``window_s`` (default: the training clip length the model folder records; 0: whole clips),
 ``hop_s`` (default: half the window) and ``segments`` (default false: when true, each answer row
 also has ``segments``, every window's ``{"start_s", "end_s", "label", "score"}``). The request
@@ -39,9 +39,9 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ParamSchema, ParamSpec
 
-from audioclf.classifier import Classifier, WindowError
 from audioclf.data.audio import AudioError, decode
 from audioclf.model_store import ARTIFACT
+from audioclf.windows import WindowedClassifier, WindowError
 
 DEFAULT_TOP_K = 5
 DEFAULT_BATCH_SIZE = 8
@@ -113,7 +113,7 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
     """Rows with ``audio`` (raw bytes or base64 text) or ``array`` + ``sampling_rate``."""
 
     def load_context(self, context: Any) -> None:
-        self.classifier = Classifier(Path(context.artifacts[ARTIFACT]))
+        self.classifier = WindowedClassifier(Path(context.artifacts[ARTIFACT]))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None):
         # MLflow validates nothing for a DataFrame hint; dicts and lists are accepted too.

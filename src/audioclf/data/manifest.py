@@ -1,4 +1,9 @@
-"""The data manifest: what the raw dataset is, where it came from, and a hash of every item."""
+"""The data manifest: what the raw dataset is, where it came from, and a hash of every item.
+
+It also says which groups (speakers) each split holds and whether validation shares them with
+train (:func:`audioclf.data.split.describe_validation`): the train stage reports that beside
+the validation figures it picks the model by.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from typing import Any
 from datasets import DatasetDict
 from omegaconf import DictConfig, OmegaConf
 
-from audioclf.data.sources import LABEL
+from audioclf.data.columns import LABEL
+from audioclf.data.split import describe_validation
 
 
 def dataset_digest(splits: DatasetDict) -> str:
@@ -26,7 +32,8 @@ def build_manifest(
 ) -> dict[str, Any]:
     """Everything an audit needs: source, revision, counts, label names, item hashes, skips."""
     names = splits["train"].features[LABEL].names
-    group_by = data.split.get("group_by")
+    validation = describe_validation(splits, data.split.get("group_by"))
+    column = validation["group_column"]
     items = [
         {"split": split, "path": path, "label": names[label], "sha256": digest}
         for split in splits
@@ -49,8 +56,9 @@ def build_manifest(
             for split, ds in splits.items()
         },
         "groups": {
-            split: sorted(set(ds[group_by])) if group_by else None for split, ds in splits.items()
+            split: sorted(set(ds[column])) if column else None for split, ds in splits.items()
         },
+        "validation": validation,
         "items": items,
         "skipped": skipped,
     }

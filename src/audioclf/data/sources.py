@@ -19,12 +19,7 @@ from datasets import Audio, ClassLabel, Dataset, Features, Value
 from omegaconf import DictConfig
 
 from audioclf.config import ConfigError, require
-
-AUDIO = "audio"
-LABEL = "intent_class"
-PROBLEM = "problem"
-SPLIT = "split"
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+from audioclf.data.columns import AUDIO, LABEL, PROBLEM, SPLIT
 
 
 class DataSourceError(RuntimeError):

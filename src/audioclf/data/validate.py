@@ -8,7 +8,7 @@ from typing import Any
 from datasets import Dataset, Value, concatenate_datasets
 
 from audioclf.data import audio
-from audioclf.data.sources import AUDIO, LABEL, PROBLEM
+from audioclf.data.columns import AUDIO, LABEL, PROBLEM
 
 _RAW_LABEL = "_label"
 

@@ -13,15 +13,18 @@ import yaml
 from dvc.utils.serialize import loads_yaml
 from mlflow.exceptions import MlflowException
 
-from audioclf import tracking
 from audioclf.dvc_stages import stage_names
 from audioclf.lineage.records import RUN_TAGS, LineageError
 from audioclf.lineage.resolve import _client, find_repo, resolve
+from audioclf.tracking.artifacts import CONFIG_ARTIFACT, ENVIRONMENT_ARTIFACT, LOCK_ARTIFACT
+from audioclf.tracking.params import flatten, param_text
+from audioclf.tracking.store import no_artifact_progress_bar, project_tracking_uri
+from audioclf.tracking.tags import MODEL_DIGEST_TAG, SWEEP_TAG
 
 
 def _download_text(client: Any, run_id: str, artifact: str) -> str | None:
     try:
-        with tempfile.TemporaryDirectory() as tmp, tracking.no_artifact_progress_bar():
+        with tempfile.TemporaryDirectory() as tmp, no_artifact_progress_bar():
             local = client.download_artifacts(run_id, artifact, tmp)
             return Path(local).read_text(encoding="utf-8")
     except Exception:
@@ -72,7 +75,7 @@ def _git_show(repo: Path, rev: str, path: str) -> str | None:
 def collect(target: str, *, repo: Path | None = None, tracking_uri: str | None = None) -> dict:
     """The whole chain behind ``target``, as a JSON-serialisable dict."""
     repo = repo or find_repo(Path(target) if Path(target).is_dir() else Path.cwd())
-    uri = tracking_uri or tracking.project_tracking_uri(repo)
+    uri = tracking_uri or project_tracking_uri(repo)
     client = _client(uri)
     run_id, model = resolve(target, client, repo)
 
@@ -89,10 +92,10 @@ def collect(target: str, *, repo: Path | None = None, tracking_uri: str | None =
             m.model_id for m in _search_logged_models(client, run.info.experiment_id, run_id)
         ]
 
-    lock_text = _download_text(client, run_id, tracking.LOCK_ARTIFACT)
+    lock_text = _download_text(client, run_id, LOCK_ARTIFACT)
     if lock_text is not None:
         summary = _lock_summary(lock_text, _pipeline(repo))
-        lock = {"source": f"artifact {tracking.LOCK_ARTIFACT}", **summary}
+        lock = {"source": f"artifact {LOCK_ARTIFACT}", **summary}
     else:
         stages = _lock_from_tags(tags, _pipeline(repo))
         lock = {"source": "run tags dvc.<stage>.<path>", "stages": stages}
@@ -101,13 +104,13 @@ def collect(target: str, *, repo: Path | None = None, tracking_uri: str | None =
     manifest = json.loads(manifest_text) if manifest_text else None
     if manifest is None:
         warnings.append("the run has no data/manifest.json artifact")
-    config_text = _download_text(client, run_id, tracking.CONFIG_ARTIFACT)
-    environment_text = _download_text(client, run_id, tracking.ENVIRONMENT_ARTIFACT)
+    config_text = _download_text(client, run_id, CONFIG_ARTIFACT)
+    environment_text = _download_text(client, run_id, ENVIRONMENT_ARTIFACT)
     if environment_text is None:
         warnings.append("the run records no environment (environment/environment.json)")
 
     warnings += _consistency(lock, run.data.params, manifest_text)
-    if model.get("sha256") and tags.get(tracking.MODEL_DIGEST_TAG) != model["sha256"]:
+    if model.get("sha256") and tags.get(MODEL_DIGEST_TAG) != model["sha256"]:
         warnings.append("the model directory's weights differ from the run's model.sha256")
 
     exp_name = tags.get("dvc.experiment")
@@ -148,7 +151,7 @@ def collect(target: str, *, repo: Path | None = None, tracking_uri: str | None =
             "git_dirty": tags.get("git.dirty"),
             "dirty_files": tags.get("git.dirty_files"),
         },
-        "sweep": tags.get(tracking.SWEEP_TAG),
+        "sweep": tags.get(SWEEP_TAG),
         "dvc_experiment": dvc_exp,
         "dvc_lock": lock,
         "data": manifest,
@@ -198,7 +201,7 @@ def _consistency(lock: dict, params: dict[str, str], manifest_text: str | None) 
     for stage, entry in lock.get("stages", {}).items():
         locked: dict[str, str] = {}
         for values in (entry.get("params") or {}).values():
-            locked.update({k: tracking.param_text(v) for k, v in tracking.flatten(values).items()})
+            locked.update({k: param_text(v) for k, v in flatten(values).items()})
         differ = sorted(k for k, v in locked.items() if k in params and params[k] != v)
         if differ:
             warnings.append(

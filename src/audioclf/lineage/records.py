@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audioclf import tracking
+from audioclf.tracking.tags import MODEL_DIGEST_TAG, SWEEP_TAG
 
-RUN_TAGS = ("git.", "dvc.", "data.", "accelerate.", tracking.SWEEP_TAG, tracking.MODEL_DIGEST_TAG)
+RUN_TAGS = ("git.", "dvc.", "data.", "accelerate.", SWEEP_TAG, MODEL_DIGEST_TAG)
 
 
 class LineageError(RuntimeError):

@@ -10,9 +10,10 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from audioclf import tracking
 from audioclf.config import load_params
 from audioclf.lineage.records import LineageError
+from audioclf.tracking.artifacts import model_digest
+from audioclf.tracking.tags import MODEL_DIGEST_TAG
 
 
 def find_repo(start: Path) -> Path | None:
@@ -92,13 +93,13 @@ def _resolve_model_uri(uri: str, client: Any) -> tuple[str, dict[str, Any]]:
 def _resolve_model_dir(path: Path, client: Any, repo: Path | None) -> tuple[str, dict[str, Any]]:
     """A model directory is found by its weights: the run tag ``model.sha256`` names them."""
     try:
-        digest = tracking.model_digest(path)
+        digest = model_digest(path)
     except FileNotFoundError as err:
         raise LineageError(f"{path} is not a model directory: {err}") from err
     info: dict[str, Any] = {"kind": "model directory", "path": str(path), "sha256": digest}
     runs = client.search_runs(
         _all_experiment_ids(client),
-        filter_string=f"tags.`{tracking.MODEL_DIGEST_TAG}` = '{digest}'",
+        filter_string=f"tags.`{MODEL_DIGEST_TAG}` = '{digest}'",
         order_by=["attributes.start_time DESC"],
     )
     ids = [r.info.run_id for r in runs]

@@ -17,8 +17,9 @@ Padding never changes a clip's scores: the attention mask, downsampled to frames
 normalization statistics, zeroes padded frames before every convolution and pool, and restricts
 the final average over time. An unpadded clip scores the same alone as inside a padded batch.
 
-Call :func:`register_auto_classes` once to make ``model_type="audioclf_logmel_cnn"`` known to
-``AutoConfig`` and ``AutoModelForAudioClassification``.
+Importing this module makes ``model_type="audioclf_logmel_cnn"`` known to ``AutoConfig`` and
+``AutoModelForAudioClassification`` (:func:`register_auto_classes`, idempotent), so ``import
+audioclf.models.logmel_cnn`` is all that ``from_pretrained`` and ``pipeline()`` need.
 """
 
 from __future__ import annotations
@@ -418,6 +419,9 @@ def register_auto_classes() -> None:
     AutoModelForAudioClassification.register(
         LogMelCNNConfig, LogMelCNNForAudioClassification, exist_ok=True
     )
+
+
+register_auto_classes()
 
 
 __all__ = [

@@ -3,7 +3,9 @@
 Each test clip is scored as ``audioclf predict`` scores a file (:func:`evaluation.score_split`):
 whole, or in windows of ``evaluate.window_s`` every ``evaluate.hop_s`` when longer (null: the
 model's training clip length and half of it). Scoring runs on the main process only (a GPU when
-there is one); under ``accelerate launch`` the other processes have nothing to do.
+there is one); under ``accelerate launch`` the other processes have nothing to do. Once its
+test metrics are logged, the run's model is logged as the MLflow pyfunc and registered
+(:func:`audioclf.serving.log_pyfunc_model`; once per run, however often it is evaluated).
 
 python -m audioclf.stages.evaluate evaluate.window_s=2.0
 """
@@ -19,23 +21,25 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from audioclf import evaluation, tracking
-from audioclf.classifier import Classifier
-from audioclf.data.sources import LABEL
+from audioclf import evaluation, serving
+from audioclf.data.columns import LABEL
 from audioclf.data.store import load_splits, write_json
 from audioclf.dvc_stages import MODEL_STAGE, data_stages
 from audioclf.stages import run_stage
-from audioclf.training.threads import thread_budget
+from audioclf.threads import thread_budget
+from audioclf.tracking import artifacts, store
+from audioclf.tracking.outcome import records_outcome
+from audioclf.windows import WindowedClassifier
 
 
-@tracking.records_outcome("evaluate", opens_run=False)
+@records_outcome("evaluate", opens_run=False)
 def evaluate(cfg: DictConfig) -> None:
     """Write paths.metrics, paths.per_class, paths.predictions and paths.confusion_png."""
     state = PartialState()
     if not state.is_main_process:
         return
     test = load_splits(cfg.paths.resampled, "resample", names=("test",))["test"]
-    classifier = Classifier(Path(cfg.paths.model), device=state.device)
+    classifier = WindowedClassifier(Path(cfg.paths.model), device=state.device)
     window = classifier.window(
         cfg.evaluate.window_s, cfg.evaluate.hop_s, names=("evaluate.window_s", "evaluate.hop_s")
     )
@@ -58,12 +62,12 @@ def evaluate(cfg: DictConfig) -> None:
     )
     evaluation.write_confusion_png(Path(cfg.paths.confusion_png), matrix, names)
 
-    run = tracking.read_run_file(Path(cfg.paths.run))
-    tracking.configure(cfg.tracking)
+    run = artifacts.read_run_file(Path(cfg.paths.run))
+    store.configure(cfg.tracking)
     client = MlflowClient()
     client.log_batch(
         run["run_id"],
-        metrics=[tracking.metric(f"test/{k}", v) for k, v in summary.items()],
+        metrics=[artifacts.metric(f"test/{k}", v) for k, v in summary.items()],
         tags=[RunTag(k, v) for k, v in evaluation.window_tags(window).items()],
     )
     for artifact in (
@@ -78,7 +82,11 @@ def evaluate(cfg: DictConfig) -> None:
     )
     # dvc.lock again, now with the train stage locked (its model, code and params hashes)
     stages = (*data_stages(Path.cwd()), MODEL_STAGE)
-    tracking.log_lineage(run["run_id"], stages, tag_stages=(MODEL_STAGE,))
+    artifacts.log_lineage(run["run_id"], stages, tag_stages=(MODEL_STAGE,))
+    if not artifacts.has_logged_model(run["run_id"]):
+        serving.log_pyfunc_model(
+            run["run_id"], Path(cfg.paths.model), cfg.tracking.registered_model_name
+        )
     print(json.dumps(summary, indent=2))
 
 

@@ -12,10 +12,10 @@ from typing import Any
 from datasets import Features, List, Value
 from omegaconf import DictConfig
 
+from audioclf.data.columns import LABEL
 from audioclf.data.features import featurize_arrays, stores_waveform
-from audioclf.data.sources import LABEL
 from audioclf.data.store import dataset_fingerprint, fingerprint, load_splits, save_splits
-from audioclf.models import build_feature_extractor
+from audioclf.models.extractor import build_feature_extractor
 from audioclf.stages import run_stage
 
 KEEP = ("path", "duration_s", "speaker")

@@ -14,7 +14,7 @@ from datasets import List, Value
 from omegaconf import DictConfig
 
 from audioclf.data import audio
-from audioclf.data.sources import AUDIO
+from audioclf.data.columns import AUDIO
 from audioclf.data.store import dataset_fingerprint, fingerprint, load_splits, save_splits
 from audioclf.stages import run_stage
 

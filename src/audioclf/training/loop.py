@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from audioclf import metrics
-from audioclf.classifier import WINDOW_ATTRIBUTE
 from audioclf.config import ConfigError
 from audioclf.data.store import atomic_path, dataset_fingerprint, fingerprint
-from audioclf.models import build_feature_extractor, build_model
+from audioclf.models.build import build_model
+from audioclf.models.extractor import build_feature_extractor
+from audioclf.models.saved import WINDOW_ATTRIBUTE
 from audioclf.training import checkpoints
 from audioclf.training.checkpoints import TrainState
 from audioclf.training.data import WaveAugment, clip_lengths, make_loader
@@ -283,7 +284,7 @@ def save_model(model: Any, extractor: Any, model_dir: Path, window_s: float | No
     """A standard ``save_pretrained`` folder (safetensors, extractor config, label maps).
 
     ``window_s`` (the training clip length) goes into the extractor's config as the model's
-    default scoring window (:data:`audioclf.classifier.WINDOW_ATTRIBUTE`), so every copy of the
+    default scoring window (:data:`audioclf.models.saved.WINDOW_ATTRIBUTE`), so every copy of the
     folder (MLflow model, registered version) scores long recordings in windows of it.
     """
     if window_s is not None:

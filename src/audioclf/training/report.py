@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,19 @@ def write_train_log(state: TrainState, path: Path) -> None:
             )
 
 
-def validation_summary(state: TrainState) -> dict[str, Any]:
+def validation_summary(state: TrainState, manifest: Path | None = None) -> dict[str, Any]:
     """The best validation figures and when training stopped: DVC metrics beside test's.
 
     Choose among runs by these (``dvc exp show``); report the test figures of the one chosen.
+    ``validation`` says what they measure, from the data manifest: whether validation holds
+    speakers (groups) that train has heard, whose accuracy overstates that on new ones.
     """
     best = state.best or {}
+    described = json.loads(manifest.read_text()).get("validation") if manifest else None
     return {
         **{f"best_{k}": v for k, v in best.items()},
         "best_epoch": state.best_epoch,
         "epochs_trained": state.epoch,
         "stopped_early": state.stopped_early,
+        "validation": described,
     }

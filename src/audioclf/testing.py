@@ -1,9 +1,13 @@
-"""Tiny generated audio datasets and throwaway projects, for the tests and the benchmarks.
+"""Helpers for tests and benchmarks: synthetic projects, tiny datasets, the fast recipe.
 
-Everything is generated here, offline: short sine + noise clips at 8 kHz (a different pitch per
-class, so that content differs), written as a local replica of a Hub parquet dataset repo
-(MInDS-14 layout) or as an audiofolder (audio files + ``metadata.csv``). ``datasets`` and
-``audioclf`` are imported inside functions: conftest sets the offline environment first.
+One module that the tests, the benchmarks and ``scripts/gpu_check.sh`` import, as numpy's tests
+import ``numpy.testing``; no stage imports it, so editing it reruns no stage. Everything is
+generated offline: short sine + noise clips at 8 kHz (a different pitch per class, so that
+content differs), written as a local replica of a Hub parquet dataset repo (MInDS-14 layout) or
+as an audiofolder (audio files + ``metadata.csv``). The throwaway git + DVC repositories copy
+this checkout's pipeline (``conf/``, ``dvc.yaml``, ``src/audioclf``): the package is used from
+a checkout (an editable install, as ``make`` makes it). ``datasets`` and the rest of
+``audioclf`` are imported inside functions: tests/conftest.py sets the offline environment first.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # src/audioclf/testing.py
 RATE = 8000
 HUB_CLASSES = ("abroad", "balance", "freeze", "pay_bill")
 HUB_SPEAKERS = tuple(f"speaker{i}" for i in range(6))

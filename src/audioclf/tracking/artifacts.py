@@ -1,0 +1,187 @@
+"""What a run keeps besides its params: the run file that hands it from stage to stage, its data
+input, environment, ``dvc.lock``, training outputs, validation figures and the model's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from dvc.utils.serialize import dumps_yaml, loads_yaml
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from audioclf.dvc_stages import data_stages
+from audioclf.tracking import params, store, tags
+
+LOCK_ARTIFACT = "lineage/dvc.lock"
+CONFIG_ARTIFACT = "config/params.yaml"
+ENVIRONMENT_ARTIFACT = "environment/environment.json"
+PACKAGES_ARTIFACT = "environment/packages.txt"
+
+
+def write_run_file(
+    path: Path, run_id: str, experiment_id: str, tracking: DictConfig | None = None
+) -> None:
+    """The declared output that hands the run to ``evaluate`` (and to lineage audits).
+
+    Under ``dvc exp run`` it is committed with the experiment, so the experiment names its
+    MLflow run (and the run names the experiment in its tag ``dvc.experiment``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "run_id": run_id,
+        "experiment_id": experiment_id,
+        "tracking_uri": store.tracking_uri(tracking),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME"),
+        "sweep": tags.sweep_name(tracking),
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def read_run_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run the train stage first")
+    return json.loads(path.read_text())
+
+
+def log_environment(run_id: str, described: dict[str, Any], packages: list[str]) -> None:
+    """The environment as ``env.*`` tags and ``environment/`` artifacts (with every package)."""
+    client = MlflowClient()
+    client.log_batch(
+        run_id, tags=[RunTag(f"env.{k}", str(v)) for k, v in described.items() if v is not None]
+    )
+    client.log_dict(run_id, described, ENVIRONMENT_ARTIFACT)
+    client.log_text(run_id, "\n".join(packages) + "\n", PACKAGES_ARTIFACT)
+
+
+def log_dataset(manifest: dict[str, Any], context: str = "train") -> None:
+    """Log the dataset as a run input: source, revision and the manifest digest."""
+    source = HuggingFaceDatasetSource(
+        path=manifest["path"],
+        config_name=manifest.get("config_name"),
+        split=manifest.get("split_name"),
+        revision=manifest.get("revision"),
+    )
+    name = "-".join(str(p) for p in (manifest["path"], manifest.get("config_name")) if p)
+    mlflow.log_input(
+        MetaDataset(source, name=name, digest=manifest["digest"][:32]), context=context
+    )
+
+
+def model_digest(model_dir: Path) -> str:
+    """sha256 over a model directory's weight files (``*.safetensors``): the model's identity.
+
+    Logged as the run's tag ``model.sha256``, it maps any copy of the directory to its run.
+    """
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
+    h = hashlib.sha256()
+    for file in files:
+        h.update(f"{file.name}\0".encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def log_lineage(
+    run_id: str,
+    stages: tuple[str, ...],
+    *,
+    tag_stages: tuple[str, ...] = (),
+    lock_file: Path = Path("dvc.lock"),
+) -> None:
+    """Log ``dvc.lock`` with the run (artifact ``lineage/dvc.lock``): the locked ``stages``'
+    deps, outs and params, with their DVC hashes.
+
+    ``dvc repro`` locks each stage as soon as it ends, so while a stage runs the lock holds the
+    stages before it, fresh, and stale entries for it and the stages after it: only ``stages``
+    are kept. ``train`` logs the data stages; ``evaluate`` logs them again with ``train`` (its
+    model and code hashes), tagging ``tag_stages``' outputs.
+    """
+    if not lock_file.is_file():
+        return
+
+    # DVC's own YAML 1.2 round trip: PyYAML would read `mixed_precision: no` as false.
+    lock = loads_yaml(lock_file.read_text()) or {}
+    lock["stages"] = {k: v for k, v in (lock.get("stages") or {}).items() if k in stages}
+    client = MlflowClient()
+    client.log_text(run_id, dumps_yaml(lock), LOCK_ARTIFACT)
+    for key, value in tags.dvc_lock_tags(lock_file, tag_stages).items():
+        client.set_tag(run_id, key, value)
+
+
+def log_training_outputs(
+    run_id: str,
+    cfg: DictConfig,
+    *,
+    manifest: Path,
+    train_log: Path,
+    checkpoints: Path,
+    label_names: list[str],
+) -> None:
+    """Artifacts of a finished training: data manifest, label maps, curve, checkpoints, the
+    config (and its values too long for a param) and the model's digest.
+
+    The model itself is logged (and registered) once it was scored on test, by the evaluate
+    stage (:func:`audioclf.serving.log_pyfunc_model`).
+    """
+    client = MlflowClient()
+    client.log_artifact(run_id, str(manifest), "data")
+    client.log_artifact(run_id, str(train_log), "training")
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
+    client.set_tag(run_id, tags.MODEL_DIGEST_TAG, model_digest(Path(cfg.paths.model)))
+    log_lineage(run_id, data_stages(Path.cwd()))
+    _, long_values = params.flat_params(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = Path(tmp) / "label_maps.json"
+        labels.write_text(json.dumps({"id2label": dict(enumerate(label_names))}, indent=2))
+        client.log_artifact(run_id, str(labels), "config")
+        if long_values:
+            extra = Path(tmp) / "long_params.json"
+            extra.write_text(json.dumps(long_values, indent=2))
+            client.log_artifact(run_id, str(extra), "config")
+    mode = cfg.tracking.log_checkpoints
+    if mode not in ("best", "all", "none"):
+        raise ValueError(f"tracking.log_checkpoints must be best|all|none, not {mode!r}")
+    names = {"best": ["best"], "all": ["best", "last"], "none": []}[mode]
+    for name in names:
+        if (checkpoints / name).is_dir():
+            client.log_artifacts(run_id, str(checkpoints / name), f"checkpoints/{name}")
+
+
+def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
+    """The best validation figures as ``val_best/*`` metrics; how training ended as tags."""
+    client = MlflowClient()
+    numbers = {k[len("best_") :]: v for k, v in summary.items() if k.startswith("best_")}
+    client.log_batch(
+        run_id,
+        metrics=[metric(f"val_best/{k}", v) for k, v in numbers.items() if k != "epoch"],
+        tags=[
+            RunTag(f"train.{key}", str(summary[key]).lower())
+            for key in ("best_epoch", "epochs_trained", "stopped_early")
+        ],
+    )
+
+
+def has_logged_model(run_id: str) -> bool:
+    """Whether the run has logged a model already (MLflow's LoggedModel: a run logs only the
+    served one), so that evaluating the same run again registers no second version."""
+    outputs = MlflowClient().get_run(run_id).outputs
+    return bool(outputs and outputs.model_outputs)
+
+
+def metric(key: str, value: float, step: int = 0) -> Any:
+    """An MLflow metric entity stamped now (for ``log_batch``)."""
+    return Metric(key, float(value), int(time.time() * 1000), step)
