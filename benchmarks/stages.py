@@ -87,7 +87,8 @@ def value_overrides(current: DictConfig, wanted: DictConfig) -> list[str]:
 
 def recipe_stage_paths(recipe: DictConfig, scratch: Path) -> dict[str, str]:
     """Every ``paths`` entry but the pipeline's inputs, in ``scratch`` under its own name: the
-    recipe stages write nothing of the copy's pipeline (and read features from there too)."""
+    recipe stages write nothing into the copy's pipeline, and read their subset of the
+    features from ``scratch`` too."""
     return {
         key: str(scratch / Path(value).name)
         for key, value in recipe.paths.items()

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from audioclf.launch import plan
 from audioclf.stages.download import download
 from audioclf.stages.evaluate import evaluate
 from audioclf.stages.featurize import featurize
@@ -25,11 +26,18 @@ from audioclf.testing import REPO_ROOT, TINY_TRAIN_OVERRIDES, Project
 from audioclf.tracking import artifacts
 from audioclf.tracking import params as run_params
 
+
+def launched_train(cfg: DictConfig) -> None:
+    """dvc.yaml's train command: the launcher reads params.launch, then the stage runs."""
+    plan(cfg)
+    train(cfg)
+
+
 STAGES = {
     "download": download,
     "resample": resample,
     "featurize": featurize,
-    "train": train,
+    "train": launched_train,
     "evaluate": evaluate,
 }
 # Read, deliberately no stage param: where runs are logged and how a sweep is named change no

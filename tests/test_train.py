@@ -118,9 +118,11 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     import audioclf.models.logmel_cnn  # noqa: F401  (registers the CNN, as README says)
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    run_stage(train, [])
+    sampled = "tracking.system_metrics_interval_s=0.2"  # system metrics in seconds-long stages
+    run_stage(train, [sampled])
+    trained_ms = time.time() * 1000
     # windows (0.25 s) shorter than every test clip (0.3-0.5 s), unlike the recorded 0.4 s crop
-    run_stage(evaluate, ["evaluate.window_s=0.25"])
+    run_stage(evaluate, ["evaluate.window_s=0.25", sampled])
 
     cfg = trained_project.cfg()
     model_dir = Path(cfg.paths.model)
@@ -173,6 +175,15 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     assert tags["git.commit"]
     assert tags["accelerate.num_processes"] == "1"
     assert (tags["evaluate.window_s"], tags["evaluate.hop_s"]) == ("0.25", "0.125")
+    for stage in ("train", "evaluate"):  # the GPUs each stage leased (audioclf.devices)
+        assert {f"{stage}.devices", f"{stage}.devices_rule"} <= tags.keys()
+    # MLflow's system metrics, sampled while train ran and again while evaluate ran
+    for key in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):
+        times = [m.timestamp for m in client.get_metric_history(run_id, f"system/{key}")]
+        assert times and min(times) < trained_ms < max(times), key
+    assert {"system/disk_usage_percentage", "system/network_receive_megabytes"} <= set(
+        run.data.metrics
+    )
 
     def artifacts(path: str = "") -> set[str]:
         found = set()

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,3 +360,49 @@ def make_dvc_repo(root: Path) -> Project:
     write_hub_repo(project.root / HUB_DIR, hub_rows(speakers=SMALL_SPEAKERS))
     project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
     return project
+
+
+# --------------------------------------------------------------------------- DVC's queue
+
+QUEUE_ACTIVE = ("Running", "Queued")
+
+
+def queue_start(repo: Path, jobs: int, **env: str) -> str:
+    """`dvc queue start -j JOBS` in ``repo`` (``env``: variables its experiments see), its
+    output through a file: the workers it leaves behind keep the output open, so through a
+    pipe (as :func:`dvc` reads it) it would end with them."""
+    venv_bin = Path(sys.executable).parent
+    full_env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(repo / "src"),
+        "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site-cache"),
+        "DVC_NO_ANALYTICS": "1",
+        **env,
+    }
+    log = repo.parent / "queue-start.log"
+    with log.open("w") as out:
+        subprocess.run(
+            [str(venv_bin / "dvc"), "queue", "start", "-j", str(jobs)],
+            cwd=repo,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+            check=True,
+        )
+    return log.read_text()
+
+
+def wait_for_queue(repo: Path, timeout: float) -> list[list[str]]:
+    """Poll `dvc queue status` until no task is running or queued; its last task rows, split
+    (``[rev, name, time..., status]``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = dvc(repo, "queue", "status")
+        rows = [line.split() for line in status.splitlines()[1:] if line.strip()]
+        tasks = [row for row in rows if row[0] != "Worker"]  # "Worker status: 0 active, ..."
+        if not any(task[-1] in QUEUE_ACTIVE for task in tasks if task):
+            return tasks
+        assert time.monotonic() < deadline, status
+        time.sleep(3)

@@ -20,6 +20,10 @@ the final average over time. An unpadded clip scores the same alone as inside a 
 Importing this module makes ``model_type="audioclf_logmel_cnn"`` known to ``AutoConfig`` and
 ``AutoModelForAudioClassification`` (:func:`register_auto_classes`, idempotent), so ``import
 audioclf.models.logmel_cnn`` is all that ``from_pretrained`` and ``pipeline()`` need.
+
+One file of ~430 lines, as transformers keeps each of its models (configuration, front end,
+encoder, head): a reader sees the whole architecture in one place, and every part of it changes
+the same stages (train and evaluate).
 """
 
 from __future__ import annotations

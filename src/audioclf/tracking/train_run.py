@@ -11,10 +11,15 @@ from typing import Any, Protocol
 
 import mlflow
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from omegaconf import DictConfig
 
 from audioclf import environment
-from audioclf.tracking import artifacts, outcome, params, store, tags
+from audioclf.models.build import weights_tags
+from audioclf.tracking import artifacts, outcome, params, store, system_metrics, tags
+
+# Set by Accelerate's launcher (torch's elastic agent) in each process: the machine's rank.
+MACHINE_RANK_ENV = "GROUP_RANK"
 
 
 class HoldsRun(Protocol):
@@ -35,6 +40,21 @@ def tracker_kwargs(cfg: DictConfig, run_id: str | None, tags: dict[str, str]) ->
     }
 
 
+def placement(accelerator: Accelerator) -> dict[str, str]:
+    """Where the processes run, as the run's ``accelerate.*`` tags: how many processes on how
+    many machines, and each process's device in process order (``cpu,cpu``; ``cuda:0,cuda:1``).
+    Gathered from every process: call it on all of them."""
+    placed = gather_object([(os.environ.get(MACHINE_RANK_ENV, "0"), str(accelerator.device))])
+    return {
+        "accelerate.num_processes": str(accelerator.num_processes),
+        "accelerate.num_machines": str(len({machine for machine, _ in placed})),
+        "accelerate.distributed_type": str(accelerator.distributed_type.value),
+        "accelerate.mixed_precision": str(accelerator.mixed_precision),
+        "accelerate.device": str(accelerator.device),
+        "accelerate.devices": ",".join(device for _, device in placed),
+    }
+
+
 def start(
     accelerator: Accelerator,
     state: HoldsRun,
@@ -42,12 +62,16 @@ def start(
     *,
     threads: int,
     threads_rule: str,
+    device_tags: dict[str, str],
 ) -> None:
     """Open the run (or resume ``state.run_id``) on every process, as training's ``on_start``.
 
     The main process then records the run's id in ``state`` and in ``paths.run``, and logs the
-    dataset (``paths.manifest``), Accelerate's setup and the environment. ``threads`` and
-    ``threads_rule``: torch's threads and the rule that chose them, as tags.
+    dataset (``paths.manifest``), Accelerate's setup (:func:`placement`) and the environment.
+    A checkpoint's weights file and commit are tags (:func:`audioclf.models.build.weights_tags`).
+    ``threads`` and ``threads_rule``: torch's threads and the rule that chose them, as tags;
+    ``device_tags``: the GPUs the stage leased (:meth:`audioclf.devices.Lease.tags`). The run
+    logs system metrics (:mod:`audioclf.tracking.system_metrics`) until training ends it.
     """
     store.configure(cfg.tracking)
     config, _ = params.flat_params(cfg)
@@ -58,15 +82,19 @@ def start(
         tags.STAGE_STATUS_TAG: "running",
         "train.threads": str(threads),
         "train.threads_rule": threads_rule,
+        **weights_tags(cfg.model),
+        **device_tags,
     }
+    placed = placement(accelerator)
     if accelerator.is_main_process:
         store.ensure_experiment(cfg.tracking)
     accelerator.wait_for_everyone()
-    accelerator.init_trackers(
-        cfg.tracking.experiment_name,
-        config=config,
-        init_kwargs=tracker_kwargs(cfg, state.run_id, run_tags),
-    )
+    with system_metrics.sampled(cfg.tracking):
+        accelerator.init_trackers(
+            cfg.tracking.experiment_name,
+            config=config,
+            init_kwargs=tracker_kwargs(cfg, state.run_id, run_tags),
+        )
     if not accelerator.is_main_process:
         return
     run = accelerator.get_tracker("mlflow", unwrap=True)
@@ -75,13 +103,7 @@ def start(
         Path(cfg.paths.run), run.info.run_id, run.info.experiment_id, cfg.tracking
     )
     artifacts.log_dataset(manifest)
-    mlflow.set_tags(
-        {
-            "accelerate.num_processes": accelerator.num_processes,
-            "accelerate.mixed_precision": accelerator.mixed_precision,
-            "accelerate.device": str(accelerator.device),
-        }
-    )
+    mlflow.set_tags(placed)
     described = environment.describe(
         accelerator.num_processes, accelerator.mixed_precision, str(accelerator.device)
     )

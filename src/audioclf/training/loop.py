@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from datasets import Dataset, DatasetDict
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -173,7 +173,10 @@ def fit(
         {name: dataset_fingerprint(ds) for name, ds in splits.items()},
         accelerator.num_processes,
     )
+    same_run(config_hash)
     state = checkpoints.resumable(checkpoint_dir, config_hash) if train.resume else None
+    if not all(gather_object([state is not None])):
+        state = None  # a machine without the checkpoint (paths.checkpoints not shared)
     if state is not None:
         accelerator.load_state(str(checkpoint_dir / "last"))
         log.info("resuming from %s after epoch %d", checkpoint_dir / "last", state.epoch)
@@ -232,8 +235,10 @@ def fit(
         state.epoch = epoch + 1
         improved = False
         if state.epoch % train.eval_every_n_epochs == 0 or state.epoch == train.epochs:
-            scores = eval_metrics(*predict(accelerator, model, val_loader))
-            state.evals.append({"epoch": state.epoch, "step": state.global_step, **scores})
+            logits, labels = predict(accelerator, model, val_loader)
+            scores = eval_metrics(logits, labels)
+            evaluated = {"epoch": state.epoch, "step": state.global_step, "samples": len(labels)}
+            state.evals.append({**evaluated, **scores})
             accelerator.log({f"val/{k}": v for k, v in scores.items()}, step=state.global_step)
             log.info("epoch %d: validation %s", state.epoch, scores)
             if is_better(metric, scores, state.best):
@@ -258,16 +263,29 @@ def fit(
             break
 
     best_dir = checkpoint_dir / "best"
-    if train.export == "best" and state.best_epoch is not None and state.best_epoch != state.epoch:
-        accelerator.load_state(str(best_dir))
-        log.info("exporting the best model (epoch %d) to %s", state.best_epoch, model_dir)
+    # The main process alone exports, from the checkpoint on its machine (other machines need
+    # no shared paths.checkpoints: theirs holds only their own RNG states).
     if accelerator.is_main_process:
+        if train.export == "best" and state.best_epoch not in (None, state.epoch):
+            accelerator.load_state(str(best_dir))
+            log.info("exporting the best model (epoch %d) to %s", state.best_epoch, model_dir)
         checkpoints.mark_finished(checkpoint_dir)
         window_s = trained_clip_s(train, splits["train"], extractor)
         save_model(accelerator.unwrap_model(model), extractor, model_dir, window_s=window_s)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return state
+
+
+def same_run(config_hash: str) -> None:
+    """Every process, on every machine, trains the same config on the same data: a machine
+    whose clone is at another commit or pulled other features fails here, not in a collective."""
+    hashes = gather_object([config_hash])
+    if len(set(hashes)) > 1:
+        raise ConfigError(
+            f"the processes differ in config or data (hashes {hashes}): every machine must run "
+            "the same commit with the same `dvc pull`ed features"
+        )
 
 
 def trained_clip_s(train: DictConfig, split: Dataset, extractor: Any) -> float:

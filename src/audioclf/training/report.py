@@ -36,6 +36,8 @@ def validation_summary(state: TrainState, manifest: Path | None = None) -> dict[
     described = json.loads(manifest.read_text()).get("validation") if manifest else None
     return {
         **{f"best_{k}": v for k, v in best.items()},
+        # samples each evaluation scored, gathered from every process: the split's size
+        "num_validation": state.evals[-1].get("samples") if state.evals else None,
         "best_epoch": state.best_epoch,
         "epochs_trained": state.epoch,
         "stopped_early": state.stopped_early,
