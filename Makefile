@@ -25,7 +25,7 @@ repro: $(VENV)/.installed
 test: $(VENV)/.installed lint
 	python -m pytest -q
 
-# The quick loop: everything but the tests marked slow (real trainings, whole pipelines).
+# The quick loop: every test but tests/system/ (marked slow by folder: pipelines, DVC, servers).
 test-fast: $(VENV)/.installed lint
 	python -m pytest -q -m "not slow"
 

@@ -13,7 +13,7 @@ def reset_accelerate() -> None:
     One process builds several Accelerators here (our loop, then the HF Trainer's) with
     different settings; Accelerate keeps its state in class-level singletons and has no public
     reset: this is the one use of ``_reset_state`` (pyproject bounds accelerate below 2;
-    tests/test_bench.py's smoke run goes through it).
+    tests/system/test_bench.py's smoke run goes through it).
     """
     from accelerate.state import AcceleratorState, GradientState
 

@@ -50,7 +50,7 @@ def train_once(
     uri = f"sqlite:///{out / 'mlflow.db'}"
     overrides = [
         f"launch.num_processes={processes}",
-        f"launch.cpu={'true' if processes > 1 else 'false'}",
+        "launch.cpu=true",
         f"train.num_threads={threads}",
         f"train.epochs={epochs}",
         "train.log_every_n_steps=1",

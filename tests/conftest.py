@@ -1,4 +1,5 @@
-"""Fixtures: an offline environment, tiny generated datasets, throwaway project directories."""
+"""Fixtures: an offline environment, tiny generated datasets, throwaway project directories;
+and the layers: every test under tests/system/ is marked ``slow``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ from audioclf.testing import (  # noqa: E402  (after the environment above)
     write_audiofolder,
     write_hub_repo,
 )
+
+SYSTEM_TESTS = Path(__file__).resolve().parent / "system"
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole pipelines, DVC queues, servers and many processes (tests/system/) take seconds to
+    minutes each: the folder is the ``slow`` marker, which ``make test-fast`` leaves out."""
+    for item in items:
+        if SYSTEM_TESTS in item.path.resolve().parents:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -2,8 +2,8 @@
 
 A GPU machine's stock PyTorch image may lack Hydra, so the recipe is read as plain YAML: the
 recipe file over the files its ``defaults`` list names in its own group (``defaults: [base,
-_self_]``), merged in that order as Hydra merges them. tests/test_gpu_bench.py checks that the
-result equals Hydra's composition.
+_self_]``), merged in that order as Hydra merges them. tests/stages/test_gpu_bench.py checks
+that the result equals Hydra's composition.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def load_params(overrides: Sequence[str] = (), root: Path | None = None) -> Dict
 def full_key(cfg: DictConfig, key: str) -> str:
     """``data.path`` for ``key="path"`` of the node ``cfg.data``: error messages name the key a
     user writes. OmegaConf has no public accessor: this calls ``DictConfig._get_full_key``, the
-    one use of it here (pyproject bounds omegaconf below 2.4; tests/test_config.py checks it)."""
+    one use of it here (pyproject bounds omegaconf below 2.4; tests/unit/test_config.py checks
+    it)."""
     return cfg._get_full_key(key) or key
 
 

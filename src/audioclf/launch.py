@@ -101,10 +101,11 @@ def plan(cfg: DictConfig, visible_gpus: int | None = None) -> Launch:
         raise ConfigError(f"launch.num_machines must be 1 or more, got {machines}")
     if launch.num_processes is None:
         gpus = torch.cuda.device_count() if visible_gpus is None else visible_gpus
-        if gpus == 0:
+        if launch.cpu or gpus == 0:
             raise ConfigError(
-                "launch.num_processes is null (one process per GPU) but no GPU is visible: "
-                "set launch.num_processes, or launch.cpu=true for CPU processes"
+                "launch.num_processes is null, one process per visible GPU, but "
+                + ("launch.cpu is true" if launch.cpu else "no GPU is visible")
+                + ": set launch.num_processes (with launch.cpu=true for CPU processes)"
             )
         processes = gpus * machines
     else:

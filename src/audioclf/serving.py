@@ -6,11 +6,16 @@ The evaluate stage logs ``models/final`` with :func:`log_pyfunc_model` and regis
     mlflow models serve -m models:/audioclf-intent@ALIAS --env-manager local -p 5001
 
 ``--env-manager local`` uses the current environment (where ``audioclf`` is installed): nothing
-is downloaded and no pip environment is built. Request rows (``dataframe_split``,
-``dataframe_records`` or ``inputs``) carry either
+is downloaded and no pip environment is built. Request rows (``dataframe_split`` or
+``dataframe_records``) carry either
 
 - ``audio``: a WAV/FLAC/OGG/MP3 file as base64 text (JSON) or raw bytes (in Python), or
 - ``array`` (mono ``(frames,)`` or ``(frames, channels)`` float samples) and ``sampling_rate``.
+
+The model's signature (:func:`signature`) declares these columns, the answer's and the params,
+with a short clip as input example: the server answers HTTP 400 naming the column when a value
+has the wrong type, and the pyfunc answers 400 naming the row and the field when a row has
+neither ``audio`` nor ``array`` and ``sampling_rate``, or bad audio.
 
 Params ``top_k`` (default 5) and ``batch_size`` (default 8). Each row of the answer has the best
 ``label``, its ``score`` and ``top_k``, the list of ``{"label", "score"}``, best first.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,17 +40,24 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import soundfile as sf
+from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types import ParamSchema, ParamSpec
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+from mlflow.types.schema import AnyType, Array, Object, Property
 
+from audioclf.classifier import Classifier
 from audioclf.data.audio import AudioError, decode
 from audioclf.model_store import ARTIFACT
+from audioclf.tracking import artifacts
 from audioclf.windows import WindowedClassifier, WindowError
 
 DEFAULT_TOP_K = 5
 DEFAULT_BATCH_SIZE = 8
+EXAMPLE_SECONDS = 0.5
 # What loading and running the model needs besides audioclf itself, pinned to what logged it.
 REQUIREMENTS = ("mlflow", "torch", "transformers", "numpy", "pandas", "soundfile", "soxr")
 
@@ -106,6 +119,8 @@ def _clip(row: dict[str, Any], n: int) -> tuple[np.ndarray, int]:
         samples = np.asarray(array, dtype=np.float32)
     except (TypeError, ValueError) as err:
         raise _bad_request(f"row {n}: 'array' is not an array of numbers ({err})") from err
+    if isinstance(rate, bool) or not isinstance(rate, int | float | np.number) or rate <= 0:
+        raise _bad_request(f"row {n}: 'sampling_rate' must be a positive number, not {rate!r}")
     return samples, int(rate)
 
 
@@ -125,7 +140,10 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
             window = self.classifier.window(params.get("window_s"), params.get("hop_s"))
         except WindowError as err:
             raise _bad_request(str(err)) from err
-        clips = [_clip(row, n) for n, row in enumerate(_records(model_input))]
+        records = _records(model_input)
+        if not records:  # also a request whose columns are none of the signature's
+            raise _bad_request("no rows: each row needs 'audio' or 'array' and 'sampling_rate'")
+        clips = [_clip(row, n) for n, row in enumerate(records)]
         try:
             scored = self.classifier.score(clips, window, batch_size, segments)
         except AudioError as err:
@@ -141,9 +159,37 @@ class AudioClassifierModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(columns)
 
 
-def signature() -> Any:
-    """No input schema (the pyfunc checks rows itself), only the inference params."""
+def signature() -> ModelSignature:
+    """What a server can check before the model runs: optional ``audio`` (file bytes; base64
+    text in JSON), ``array`` and ``sampling_rate`` columns (a row gives one or the other, the
+    pyfunc checks that), the answer's columns and the inference params."""
+    top = Object([Property("label", DataType.string), Property("score", DataType.double)])
+    segment = Object(
+        [
+            Property("start_s", DataType.double),
+            Property("end_s", DataType.double),
+            Property("label", DataType.string),
+            Property("score", DataType.double),
+        ]
+    )
     return ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec(DataType.binary, "audio", required=False),
+                # Any: mono (frames,) or (frames, channels) samples, and a rate that is an
+                # integer, or a float where other rows leave it empty; the pyfunc checks both.
+                ColSpec(AnyType(), "array", required=False),
+                ColSpec(AnyType(), "sampling_rate", required=False),
+            ]
+        ),
+        outputs=Schema(
+            [
+                ColSpec(DataType.string, "label"),
+                ColSpec(DataType.double, "score"),
+                ColSpec(Array(top), "top_k"),
+                ColSpec(Array(segment), "segments", required=False),
+            ]
+        ),
         params=ParamSchema(
             [
                 ParamSpec("top_k", "long", DEFAULT_TOP_K),
@@ -152,8 +198,18 @@ def signature() -> Any:
                 ParamSpec("hop_s", "double", None),  # None: half the window
                 ParamSpec("segments", "boolean", False),
             ]
-        )
+        ),
     )
+
+
+def input_example(sampling_rate: int, seconds: float = EXAMPLE_SECONDS) -> pd.DataFrame:
+    """One short clip (a quiet tone, as WAV bytes) in an ``audio`` column: the request MLflow
+    stores beside the model and shows in the UI (base64 in ``serving_input_example.json``)."""
+    t = np.arange(int(sampling_rate * seconds)) / sampling_rate
+    samples = (0.1 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    wav = io.BytesIO()
+    sf.write(wav, samples, sampling_rate, format="WAV", subtype="PCM_16")
+    return pd.DataFrame({"audio": [wav.getvalue()]})
 
 
 def requirements() -> list[str]:
@@ -171,17 +227,34 @@ def requirements() -> list[str]:
 def log_pyfunc_model(run_id: str, model_dir: Path, registered_name: str | None) -> Any:
     """Log ``model_dir`` as the pyfunc model ``model`` of ``run_id`` and register it.
 
-    ``runs:/RUN_ID/model`` then resolves to it (an MLflow 3 LoggedModel linked to the run), and
-    ``models:/NAME/VERSION`` when ``registered_name`` is set. The model unpickles
-    :class:`AudioClassifierModel` by reference: the serving environment needs ``audioclf``
-    installed (``--env-manager local``). Returns MLflow's ``ModelInfo``.
+    ``runs:/RUN_ID/model`` then resolves to it (an MLflow 3 LoggedModel whose source is the
+    run, and one of the run's outputs), and ``models:/NAME/VERSION`` when ``registered_name``
+    is set. The logged model carries the run's params and its ``val_best/*`` and ``test/*``
+    figures, each on its dataset (:func:`audioclf.tracking.artifacts.log_model_metrics`); no
+    other run metric. The model unpickles :class:`AudioClassifierModel` by reference: the
+    serving environment needs ``audioclf`` installed (``--env-manager local``). Returns
+    MLflow's ``ModelInfo``.
     """
-    with mlflow.start_run(run_id=run_id):
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=AudioClassifierModel(),
-            artifacts={ARTIFACT: str(model_dir)},
-            signature=signature(),
-            registered_model_name=registered_name or None,
-            pip_requirements=requirements(),
-        )
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    # Created apart from the run, then linked to it: logged inside the run, MLflow would copy
+    # every step-0 metric of the run (system metrics too) onto the model, without its dataset.
+    model = mlflow.initialize_logged_model(
+        name="model",
+        source_run_id=run_id,
+        params=run.data.params,
+        experiment_id=run.info.experiment_id,
+    )
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        model_id=model.model_id,
+        python_model=AudioClassifierModel(),
+        artifacts={ARTIFACT: str(model_dir)},
+        signature=signature(),
+        input_example=input_example(Classifier(model_dir).sampling_rate),
+        registered_model_name=registered_name or None,
+        pip_requirements=requirements(),
+    )
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    artifacts.log_model_metrics(run_id, model.model_id)
+    return info

@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: synthetic projects, tiny datasets, the fast recipe.
+"""Helpers for tests and benchmarks: synthetic projects, tiny datasets and models, the fast recipe.
 
 One module that the tests, the benchmarks and ``scripts/gpu_check.sh`` import, as numpy's tests
 import ``numpy.testing``; no stage imports it, so editing it reruns no stage. Everything is
@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -406,3 +406,121 @@ def wait_for_queue(repo: Path, timeout: float) -> list[list[str]]:
             return tasks
         assert time.monotonic() < deadline, status
         time.sleep(3)
+
+
+# --------------------------------------------------------------------------- tiny saved models
+
+MODEL_LABELS = ("yes", "no", "stop")
+TINY_MODEL = (
+    "model.config.hidden_size=32",
+    "model.config.num_hidden_layers=1",
+    "model.config.num_attention_heads=2",
+    "model.config.intermediate_size=64",
+    "model.config.classifier_proj_size=16",
+    "model.config.num_conv_pos_embeddings=16",
+    "model.config.num_conv_pos_embedding_groups=4",
+    "model.config.conv_dim=[16,16,16,16,16,16]",
+    "model.config.do_stable_layer_norm=false",
+)
+# A model whose extractor returns an attention mask (layer norm, as wav2vec2-large-lv60).
+MASKED_MODEL = (
+    "model.config.feat_extract_norm=layer",
+    "model.feature_extractor.return_attention_mask=true",
+)
+
+
+def save_tiny_model(
+    path: Path,
+    labels: tuple[str, ...] | None = MODEL_LABELS,
+    *extra: str,
+    seed: int = 3,
+    window_s: float | None = None,
+) -> Path:
+    """A random tiny Wav2Vec2 (8 kHz) + its extractor saved in ``path``, as the train stage
+    exports a model; ``labels=None``: no label names. No training: equality with
+    ``transformers.pipeline`` does not need a trained model. The classifier weights are scaled
+    up so that scores are far from uniform and labels differ from clip to clip.
+
+    ``window_s``: saved as the train stage exports a model trained on clips that long (its
+    default scoring window); None: a model folder that records no window."""
+    import torch
+
+    from audioclf.config import compose_conf
+    from audioclf.models.build import build_model
+    from audioclf.models.extractor import build_feature_extractor
+    from audioclf.training.loop import save_model
+
+    cfg = compose_conf(["model=tiny", *TINY_MODEL, *extra], root=REPO_ROOT)
+    torch.manual_seed(seed)  # a seed whose random model tells these test clips apart
+    model = build_model(cfg.model, labels or ("a", "b", "c"))
+    with torch.no_grad():
+        model.classifier.weight.mul_(100)  # same argmax, scores far from uniform
+    if labels is None:  # what a config saved without label maps looks like
+        model.config.id2label = {i: f"LABEL_{i}" for i in range(3)}
+        model.config.label2id = {f"LABEL_{i}": i for i in range(3)}
+    save_model(model, build_feature_extractor(cfg.model), path, window_s=window_s)
+    return path
+
+
+def clips_at_model_rate() -> list[np.ndarray]:
+    """Different lengths (two pairs of equal length) and pitches, at 8 kHz."""
+    return [
+        tone(300.0, 0.5, seed=1),
+        tone(900.0, 0.31, seed=2),
+        tone(1500.0, 0.5, seed=3),
+        tone(600.0, 0.8, seed=4),
+        tone(2400.0, 0.31, seed=5),
+        np.random.default_rng(6).uniform(-0.5, 0.5, 3000).astype(np.float32),
+    ]
+
+
+def by_label(items: list[dict]) -> dict[str, float]:
+    """``[{"label": ..., "score": ...}, ...]`` (a pipeline's or a prediction's) as a dict."""
+    return {item["label"]: item["score"] for item in items}
+
+
+class Captured(Protocol):
+    """pytest's ``capsys`` as :func:`run_cli` uses it."""
+
+    def readouterr(self) -> tuple[str, str]: ...
+
+
+def run_cli(capsys: Captured, *argv: str) -> tuple[int, str, str]:
+    """``audioclf ARGV...`` in this process: its exit code, stdout and stderr."""
+    from audioclf.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@dataclass
+class RegisteredModel:
+    """A tiny model logged as the served pyfunc in a sqlite MLflow store, registered as
+    ``name`` version 1 with ``alias``: what the evaluate stage leaves in a store."""
+
+    uri: str
+    run_id: str
+    model_dir: Path
+    name: str
+    alias: str
+
+
+def register_tiny_model(root: Path, name: str, alias: str, window_s: float) -> RegisteredModel:
+    """A new sqlite store under ``root`` holding one run with a tiny model (trained, as saved,
+    on clips of ``window_s``) logged and registered (creating the store takes seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    from audioclf.serving import log_pyfunc_model
+    from audioclf.tracking.store import using_tracking_uri
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    model_dir = save_tiny_model(root / "final", window_s=window_s)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("t", artifact_location=(root / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    with using_tracking_uri(uri):  # the run's store, for the fluent log_model
+        info = log_pyfunc_model(run_id, model_dir, name)
+    assert info.registered_model_version == 1
+    client.set_registered_model_alias(name, alias, "1")
+    return RegisteredModel(uri, run_id, model_dir, name, alias)

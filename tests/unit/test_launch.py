@@ -61,6 +61,8 @@ def test_gpus_start_one_process_per_visible_gpu() -> None:
     assert planned("launch=gpus", visible_gpus=1).in_process
     with pytest.raises(ConfigError, match="no GPU is visible"):
         planned("launch=gpus", visible_gpus=0)
+    with pytest.raises(ConfigError, match=r"launch\.cpu is true"):
+        planned("launch=gpus", "launch.cpu=true", visible_gpus=2)
 
 
 def test_machines_need_the_main_address_and_take_their_rank_from_the_command_line(

@@ -52,7 +52,8 @@ def fingerprint(*parts: Any) -> str:
 def dataset_fingerprint(ds: Dataset) -> str:
     """The fingerprint ``datasets`` keeps for a dataset (for ours, set from content by
     :func:`save_splits`). datasets has no public accessor: this reads ``Dataset._fingerprint``,
-    the one use of it here (pyproject bounds datasets below 6; tests/test_store.py checks it)."""
+    the one use of it here (pyproject bounds datasets below 6; tests/unit/test_store.py checks
+    it)."""
     return ds._fingerprint
 
 

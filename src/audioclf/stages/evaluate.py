@@ -5,7 +5,8 @@ whole, or in windows of ``evaluate.window_s`` every ``evaluate.hop_s`` when long
 model's training clip length and half of it). Scoring runs on the main process only (a GPU when
 there is one); under ``accelerate launch`` the other processes have nothing to do. Once its
 test metrics are logged, the run's model is logged as the MLflow pyfunc and registered
-(:func:`audioclf.serving.log_pyfunc_model`; once per run, however often it is evaluated).
+(:func:`audioclf.serving.log_pyfunc_model`; once per run, however often it is evaluated), its
+version tagged and described and the aliases moved (:mod:`audioclf.registry`).
 The GPU it scores on is leased as train's are (:mod:`audioclf.devices`), and the run logs
 system metrics while it scores (:mod:`audioclf.tracking.system_metrics`).
 
@@ -25,7 +26,7 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from audioclf import evaluation, serving
+from audioclf import evaluation, registry, serving
 from audioclf.data.columns import LABEL
 from audioclf.data.store import load_splits, write_json
 from audioclf.devices import Lease, lease_devices
@@ -99,7 +100,12 @@ def score_and_log(cfg: DictConfig, device: torch.device, lease: Lease) -> None:
         stages = (*data_stages(Path.cwd()), MODEL_STAGE)
         artifacts.log_lineage(run_id, stages, tag_stages=(MODEL_STAGE,))
     if not artifacts.has_logged_model(run_id):
-        serving.log_pyfunc_model(run_id, Path(cfg.paths.model), cfg.tracking.registered_model_name)
+        name = cfg.tracking.registered_model_name
+        info = serving.log_pyfunc_model(run_id, Path(cfg.paths.model), name)
+        if name:
+            registry.record_version(
+                name, str(info.registered_model_version), run_id, cfg.train.best_metric
+            )
     print(json.dumps(summary, indent=2))
 
 

@@ -1,5 +1,6 @@
 """What a run keeps besides its params: the run file that hands it from stage to stage, its data
-input, environment, ``dvc.lock``, training outputs, validation figures and the model's digest.
+inputs (train, validation and test, which its metrics name), environment, ``dvc.lock``, training
+outputs, validation figures and the model's digest.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from datasets import DatasetInfo, Features, Value
 from dvc.utils.serialize import dumps_yaml, loads_yaml
-from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import HuggingFaceDatasetSource, LocalArtifactDatasetSource
+from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from omegaconf import DictConfig, OmegaConf
 
+from audioclf.data.columns import AUDIO, LABEL
 from audioclf.dvc_stages import data_stages
 from audioclf.tracking import params, store, tags
 
@@ -64,18 +71,115 @@ def log_environment(run_id: str, described: dict[str, Any], packages: list[str])
     client.log_text(run_id, "\n".join(packages) + "\n", PACKAGES_ARTIFACT)
 
 
-def log_dataset(manifest: dict[str, Any], context: str = "train") -> None:
-    """Log the dataset as a run input: source, revision and the manifest digest."""
-    source = HuggingFaceDatasetSource(
-        path=manifest["path"],
-        config_name=manifest.get("config_name"),
-        split=manifest.get("split_name"),
-        revision=manifest.get("revision"),
-    )
-    name = "-".join(str(p) for p in (manifest["path"], manifest.get("config_name")) if p)
-    mlflow.log_input(
-        MetaDataset(source, name=name, digest=manifest["digest"][:32]), context=context
-    )
+# The splits a run logs as its inputs, each under its own MLflow context.
+SPLIT_CONTEXTS = ("train", "validation", "test")
+# MLflow stores a dataset digest in 36 characters: the manifest's sha256, cut to its first 32
+# hex digits (the run's tag ``data.digest`` and each input's profile hold all 64).
+DIGEST_CHARS = 32
+_MLFLOW_TYPES = {
+    "string": DataType.string,
+    "large_string": DataType.string,
+    "bool": DataType.boolean,
+    "int32": DataType.integer,
+    "int64": DataType.long,
+    "float32": DataType.float,
+    "float64": DataType.double,
+}
+
+
+class SplitDataset(MetaDataset):
+    """One split of the data as MLflow sees it: where it is from, the manifest's digest, the
+    columns a row holds and a profile (rows and rows per class), shown in the UI's drawer."""
+
+    def __init__(
+        self,
+        source: DatasetSource,
+        name: str,
+        digest: str,
+        schema: Schema,
+        profile: dict[str, Any],
+    ):
+        self._profile = profile
+        super().__init__(source, name=name, digest=digest, schema=schema)
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+
+def dataset_source(manifest: dict[str, Any]) -> DatasetSource:
+    """What the data is: a Hub repository at its revision, or a local folder (a Hub replica
+    or an audiofolder) by the path the config gives; never a made-up URL."""
+    path = str(manifest["path"])
+    if manifest["source"] == "hub" and not Path(path).is_dir():
+        return HuggingFaceDatasetSource(
+            path=path,
+            config_name=manifest.get("config_name"),
+            split=manifest.get("split_name"),
+            revision=manifest.get("revision"),
+        )
+    return LocalArtifactDatasetSource(path)
+
+
+def dataset_schema(features: Features) -> Schema:
+    """``audio`` (the clip's file bytes), ``label`` (its class name) and the columns the
+    features keep beside the model's input (``path``, ``speaker``, ``duration_s``...)."""
+    kept = [
+        ColSpec(_MLFLOW_TYPES.get(feature.dtype, DataType.string), name)
+        for name, feature in features.items()
+        if isinstance(feature, Value) and name not in (AUDIO, LABEL)
+    ]
+    return Schema([ColSpec(DataType.binary, AUDIO), ColSpec(DataType.string, LABEL), *kept])
+
+
+def split_datasets(manifest: dict[str, Any], features: Features) -> dict[str, SplitDataset]:
+    """The train, validation and test splits as MLflow datasets, named
+    ``<path>[-<config>]/<split>``."""
+    base = "-".join(str(p) for p in (manifest["path"], manifest.get("config_name")) if p)
+    source = dataset_source(manifest)
+    schema = dataset_schema(features)
+    return {
+        split: SplitDataset(
+            source,
+            name=f"{base}/{split}",
+            digest=manifest["digest"][:DIGEST_CHARS],
+            schema=schema,
+            profile={
+                "data.digest": manifest["digest"],
+                "data.source": manifest["source"],
+                "num_rows": manifest["num_rows"][split],
+                "class_counts": manifest["class_counts"][split],
+                "num_rows_per_split": manifest["num_rows"],
+            },
+        )
+        for split in SPLIT_CONTEXTS
+    }
+
+
+def log_datasets(manifest: dict[str, Any], features_dir: Path) -> None:
+    """Log train, validation and test as the active run's inputs, each with its context.
+
+    The columns come from the features' dataset info (``features_dir/train``; no split's data
+    is opened), the rest from the manifest.
+    """
+    features = DatasetInfo.from_directory(str(Path(features_dir) / "train")).features
+    for split, dataset in split_datasets(manifest, features).items():
+        mlflow.log_input(dataset, context=split)
+
+
+def logged_datasets(run_id: str) -> dict[str, DatasetEntity]:
+    """The run's logged inputs by context (``train``, ``validation``, ``test``): what its
+    validation and test metrics are logged against."""
+    inputs = MlflowClient().get_run(run_id).inputs
+    found = {}
+    for logged in inputs.dataset_inputs if inputs else []:
+        for tag in logged.tags:
+            if tag.key == MLFLOW_DATASET_CONTEXT:
+                found[tag.value] = logged.dataset
+    return found
 
 
 def model_digest(model_dir: Path) -> str:
@@ -173,6 +277,35 @@ def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
             for key in ("best_epoch", "epochs_trained", "stopped_early")
         ],
     )
+
+
+def log_model_metrics(run_id: str, model_id: str) -> None:
+    """The run's ``val_best/*`` and ``test/*`` figures as its logged model's, each on the run's
+    input it was computed on (``validation``, ``test``): the Models tab and the model's page
+    then say which data each number is on. MLflow keeps the dataset of model metrics only."""
+    client = MlflowClient()
+    on = logged_datasets(run_id)
+    linked = []
+    for key in client.get_run(run_id).data.metrics:
+        split = {"val_best": "validation", "test": "test"}.get(key.split("/", 1)[0])
+        if split is None:
+            continue
+        dataset = on.get(split)
+        linked += [
+            Metric(
+                key,
+                m.value,
+                m.timestamp,  # the run's own entry: logging it again adds nothing to the run
+                m.step,
+                model_id=model_id,
+                dataset_name=dataset.name if dataset else None,
+                dataset_digest=dataset.digest if dataset else None,
+                run_id=run_id,
+            )
+            for m in client.get_metric_history(run_id, key)
+        ]
+    if linked:
+        client.log_batch(run_id, metrics=linked)
 
 
 def has_logged_model(run_id: str) -> bool:

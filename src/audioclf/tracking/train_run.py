@@ -67,7 +67,7 @@ def start(
     """Open the run (or resume ``state.run_id``) on every process, as training's ``on_start``.
 
     The main process then records the run's id in ``state`` and in ``paths.run``, and logs the
-    dataset (``paths.manifest``), Accelerate's setup (:func:`placement`) and the environment.
+    datasets (``paths.manifest``), Accelerate's setup (:func:`placement`) and the environment.
     A checkpoint's weights file and commit are tags (:func:`audioclf.models.build.weights_tags`).
     ``threads`` and ``threads_rule``: torch's threads and the rule that chose them, as tags;
     ``device_tags``: the GPUs the stage leased (:meth:`audioclf.devices.Lease.tags`). The run
@@ -102,7 +102,7 @@ def start(
     artifacts.write_run_file(
         Path(cfg.paths.run), run.info.run_id, run.info.experiment_id, cfg.tracking
     )
-    artifacts.log_dataset(manifest)
+    artifacts.log_datasets(manifest, Path(cfg.paths.features))
     mlflow.set_tags(placed)
     described = environment.describe(
         accelerator.num_processes, accelerator.mixed_precision, str(accelerator.device)

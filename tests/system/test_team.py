@@ -38,7 +38,6 @@ REPRO_LEARNING_RATE = "0.003"  # debug=fast's; the sweep's points differ, so tra
 SWEEP = "team-grid"
 
 
-@pytest.mark.slow
 def test_a_fresh_clone_pulls_everything_and_reproduces_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -133,7 +132,6 @@ def assert_nothing_stored_locally(repo: Path) -> None:
     assert not list((repo / ".dvc" / "tmp").glob("exps/**/mlflow.db"))
 
 
-@pytest.mark.slow
 def test_a_pipeline_run_and_its_registered_model_land_on_the_team_server(
     team_repo: Path,
     mlflow_server: MlflowServer,
@@ -238,7 +236,6 @@ def failed_logs(repo: Path, status: str) -> str:
     return "\n".join(dvc(repo, "queue", "logs", task, check=False)[-3000:] for task in failed)
 
 
-@pytest.mark.slow
 def test_a_sweep_run_by_queue_workers_lands_one_run_per_experiment_on_the_team_server(
     team_repo: Path,
     mlflow_server: MlflowServer,

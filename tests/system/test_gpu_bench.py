@@ -1,11 +1,11 @@
-"""The GPU check on a CPU: ``python -m benchmarks.gpu --smoke``, ``scripts/gpu_check.sh``, and
+"""The GPU check on a CPU through its real entry points: ``scripts/gpu_check.sh --smoke`` with
+this venv, two processes through ``accelerate launch`` and the flagship ``dvc repro``, and
 ``make flagship`` (the one target that goes to the Hub) against a stand-in Hub on 127.0.0.1."""
 
 from __future__ import annotations
 
 import http.server
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -16,105 +16,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import torch
-import yaml
 
 from audioclf.dvc_stages import stage_names
 from audioclf.testing import REPO_ROOT, copy_pipeline, git
 from benchmarks.gpu.__main__ import main
-from benchmarks.gpu.settings import SMOKE_MODEL_CONFIG, recipe_settings
-from benchmarks.gpu.wheels import missing_requirements
+from tests.gpu_smoke import check_smoke_arm
 
 SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 
 
-def _tiny_parameter_counts() -> tuple[int, int]:
-    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
-
-    model = Wav2Vec2ForSequenceClassification(Wav2Vec2Config(**SMOKE_MODEL_CONFIG, num_labels=14))
-    model.freeze_feature_encoder()
-    total = sum(p.numel() for p in model.parameters())
-    return total, sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _check_arm(arm: dict, processes: int) -> None:
-    assert arm["device"].startswith("cpu") and arm["processes"] == processes
-    assert arm["global_batch"] == processes * arm["batch_per_process"]
-    assert arm["elapsed_s"] > 0 and arm["samples_per_s"] > 0
-    expected = arm["timed_steps"] * arm["global_batch"] / arm["elapsed_s"]
-    assert arm["samples_per_s"] == pytest.approx(expected, rel=0.02)
-    assert arm["peak_gpu_memory_mb"] is None  # a CPU has no CUDA allocator to read
-    assert (arm["parameters"], arm["trainable_parameters"]) == _tiny_parameter_counts()
-    # a freshly initialised head guesses uniformly: the cross-entropy starts near ln 14
-    assert arm["losses_finite"] and abs(arm["loss_first"] - math.log(14)) < 0.3
-
-
-def test_smoke_measures_both_precisions_on_the_cpu(tmp_path: Path) -> None:
-    out = tmp_path / "gpu.json"
-    assert main(["--smoke", "--no-repro", "--steps", "2", "--out", str(out)]) == 0
-
-    r = json.loads(out.read_text())
-    assert r["mode"] == "smoke" and r["errors"] == {}
-    assert r["machine"]["gpu_count"] == torch.cuda.device_count()
-    assert r["machine"]["torch"] == torch.__version__
-    train = yaml.safe_load((REPO_ROOT / "conf/train/wav2vec2_base.yaml").read_text())
-    assert r["settings"]["learning_rate"] == train["learning_rate"]
-    assert r["settings"]["timed_steps"] == 2 and r["settings"]["freeze_feature_encoder"]
-    assert set(r["single_gpu"]) == {"fp32", "bf16"}
-    for name, arm in r["single_gpu"].items():
-        assert arm["precision"] == name
-        _check_arm(arm, processes=1)
-    assert r["multi_gpu"]["measured"] is False and r["multi_gpu"]["reason"]
-    assert r["flagship_repro"] == {"ran": False, "reason": "--no-repro"}
-
-
-def test_recipe_settings_match_the_composed_recipe() -> None:
-    """The GPU image may lack Hydra: the plain-YAML reading must equal Hydra's composition."""
-    from audioclf.config import compose_conf
-
-    cfg = compose_conf(["model=wav2vec2_base", "train=wav2vec2_base"], root=REPO_ROOT)
-    s = recipe_settings()
-    assert s.batch_size == cfg.train.batch_size and s.crop_s == cfg.train.crop_s
-    assert s.learning_rate == cfg.train.learning_rate
-    assert s.weight_decay == cfg.train.weight_decay
-    assert s.max_grad_norm == cfg.train.max_grad_norm
-    assert s.sampling_rate == cfg.audio.sampling_rate == cfg.model.sampling_rate
-    assert s.freeze_feature_encoder == cfg.model.freeze_feature_encoder
-    assert s.model_config == ()  # transformers' defaults: the base size
-
-
-def test_missing_requirements_lists_what_the_gpu_machine_lacks() -> None:
-    everything = missing_requirements(set())
-    names = {pin.split("==")[0] for pin in everything}
-    assert {"dvc", "mlflow", "datasets", "hydra-core", "omegaconf", "soxr"} <= names
-    assert not any(n.startswith(("torch", "nvidia-", "triton")) for n in names)
-    assert "audioclf" not in names
-    fewer = missing_requirements({"datasets", "MLflow"})
-    assert "datasets" not in {p.split("==")[0] for p in fewer}
-    assert "mlflow" not in {p.split("==")[0] for p in fewer}
-    assert len(fewer) == len(everything) - 2
-
-
-def test_gpu_check_without_a_cuda_torch_says_what_is_missing(tmp_path: Path) -> None:
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU")
-    out = tmp_path / "gpu.json"
-    env = {**os.environ, "PYTHON": sys.executable}
-    done = subprocess.run(
-        ["bash", str(SCRIPT), "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "no Python here has a CUDA build of torch that sees a GPU" in done.stderr
-    assert f"torch {torch.__version__}" in done.stderr
-    assert "Traceback" not in done.stderr and not out.exists()
-
-
-@pytest.mark.slow
 def test_gpu_check_smoke_runs_the_benchmark_with_this_venv(tmp_path: Path) -> None:
     """The script's own path (Python chosen, packages checked, module run) on the CPU."""
     out = tmp_path / "gpu.json"
@@ -131,11 +41,10 @@ def test_gpu_check_smoke_runs_the_benchmark_with_this_venv(tmp_path: Path) -> No
     r = json.loads(out.read_text())
     assert r["mode"] == "smoke" and r["errors"] == {}
     for arm in r["single_gpu"].values():
-        _check_arm(arm, processes=1)
+        check_smoke_arm(arm, processes=1)
     assert f"wrote {out}" in done.stdout
 
 
-@pytest.mark.slow
 def test_smoke_launch_and_flagship_repro(tmp_path: Path) -> None:
     """Two processes through ``accelerate launch`` (gloo on the CPU) and one epoch of the
     flagship recipe through ``dvc repro`` from a local random checkpoint, in a copy."""
@@ -148,7 +57,7 @@ def test_smoke_launch_and_flagship_repro(tmp_path: Path) -> None:
     multi = r["multi_gpu"]
     assert multi["command"].startswith("accelerate launch --multi_gpu --num_processes 2")
     for name in ("fp32", "bf16"):
-        _check_arm(multi[name], processes=2)
+        check_smoke_arm(multi[name], processes=2)
         assert multi["scaling_efficiency"][name] > 0
 
     repro = r["flagship_repro"]
@@ -196,7 +105,6 @@ def stand_in_hub() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-@pytest.mark.slow
 def test_make_flagship_goes_to_the_hub_and_fails_clearly_without_it(
     tmp_path: Path, stand_in_hub: tuple[str, list[str]]
 ) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from audioclf.testing import REPO_ROOT
+
 SRC = REPO_ROOT / "src"
 PACKAGE = "audioclf"
 

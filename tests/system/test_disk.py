@@ -1,27 +1,11 @@
-"""Disk: outputs share their bytes with the DVC cache, safely; the disk benchmark's counting."""
+"""Disk: outputs share their bytes with the DVC cache, safely (a real ``dvc repro``)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
-import pytest
-
 from audioclf.testing import Project, dvc, make_dvc_repo
-from benchmarks.disk import allocated_bytes
-
-
-def test_allocated_bytes_counts_a_hard_linked_file_once(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f").write_bytes(os.urandom(64 * 1024))
-    os.link(tmp_path / "a" / "f", tmp_path / "g")
-    one = allocated_bytes([tmp_path / "a"])
-    assert one >= 64 * 1024
-    assert allocated_bytes([tmp_path / "a", tmp_path / "g"]) == one
-    seen: set[tuple[int, int]] = set()
-    assert allocated_bytes([tmp_path / "g"], seen) == one
-    assert allocated_bytes([tmp_path / "a"], seen) == 0
 
 
 def cache_files(root: Path) -> list[Path]:
@@ -34,7 +18,6 @@ def intact(path: Path) -> bool:
     return hashlib.md5(path.read_bytes()).hexdigest() == name
 
 
-@pytest.mark.slow
 def test_outputs_are_hard_links_into_the_cache_and_reruns_leave_it_intact(
     tmp_path: Path,
 ) -> None:

@@ -53,7 +53,6 @@ def lineage(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-@pytest.mark.slow
 def test_audit_by_run_id_registered_model_alias_and_model_dir(
     in_repo: tuple[Path, str], capsys: pytest.CaptureFixture
 ) -> None:
@@ -114,7 +113,6 @@ def test_audit_by_run_id_registered_model_alias_and_model_dir(
     assert code == 2 and "no-such-run" in err
 
 
-@pytest.mark.slow
 def test_verify_names_a_corrupted_raw_audio_item(
     in_repo: tuple[Path, str], capsys: pytest.CaptureFixture
 ) -> None:
@@ -166,7 +164,6 @@ def test_verify_names_a_corrupted_raw_audio_item(
     assert lineage(capsys, run_id, "--verify")[0] == 0  # restored
 
 
-@pytest.mark.slow
 def test_verify_finds_a_changed_source_in_the_runs_commit(
     in_repo: tuple[Path, str], capsys: pytest.CaptureFixture
 ) -> None:

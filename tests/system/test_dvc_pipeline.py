@@ -36,7 +36,6 @@ def skipped(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Stage '{stage}' didn't change, skipping" in output}
 
 
-@pytest.mark.slow
 def test_dvc_repro_runs_once_and_reruns_only_what_changed(dvc_repo: Project) -> None:
     repo = dvc_repo.root
     first = dvc(repo, "repro")

@@ -1,8 +1,8 @@
 """`audioclf predict` and the Classifier: pipeline-equal scores, batching, files, errors, push.
 
 The models are tiny random Wav2Vec2s saved with ``save_pretrained`` (no training): equality
-with ``transformers.pipeline`` does not need a trained model. Their classifier weights are
-scaled up so that scores are far from uniform and labels differ from clip to clip.
+with ``transformers.pipeline`` does not need a trained model (``audioclf.testing.save_tiny_model``,
+whose classifier weights are scaled up so that scores are far from uniform).
 """
 
 from __future__ import annotations
@@ -15,55 +15,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.testing import RATE, REPO_ROOT, Project, corrupt_bytes, encode, tone
-
-LABELS = ("yes", "no", "stop")
-TINY = (
-    "model.config.hidden_size=32",
-    "model.config.num_hidden_layers=1",
-    "model.config.num_attention_heads=2",
-    "model.config.intermediate_size=64",
-    "model.config.classifier_proj_size=16",
-    "model.config.num_conv_pos_embeddings=16",
-    "model.config.num_conv_pos_embedding_groups=4",
-    "model.config.conv_dim=[16,16,16,16,16,16]",
-    "model.config.do_stable_layer_norm=false",
+from audioclf.testing import (
+    MASKED_MODEL,
+    MODEL_LABELS,
+    RATE,
+    Project,
+    by_label,
+    clips_at_model_rate,
+    corrupt_bytes,
+    encode,
+    run_cli,
+    save_tiny_model,
+    tone,
 )
-# A model whose extractor returns an attention mask (layer norm, as wav2vec2-large-lv60).
-MASKED = (
-    "model.config.feat_extract_norm=layer",
-    "model.feature_extractor.return_attention_mask=true",
-)
-
-
-def save_tiny_model(
-    path: Path,
-    labels: tuple[str, ...] | None = LABELS,
-    *extra: str,
-    seed: int = 3,
-    window_s: float | None = None,
-) -> Path:
-    """A random tiny model + its extractor saved in ``path``; ``labels=None``: no label names.
-
-    ``window_s``: saved as the train stage exports a model trained on clips that long (its
-    default scoring window); None: a model folder that records no window."""
-    import torch
-
-    from audioclf.config import compose_conf
-    from audioclf.models.build import build_model
-    from audioclf.models.extractor import build_feature_extractor
-    from audioclf.training.loop import save_model
-
-    cfg = compose_conf(["model=tiny", *TINY, *extra], root=REPO_ROOT)
-    torch.manual_seed(seed)  # a seed whose random model tells these test clips apart
-    model = build_model(cfg.model, labels or ("a", "b", "c"))
-    with torch.no_grad():
-        model.classifier.weight.mul_(100)  # same argmax, scores far from uniform
-    if labels is None:  # what a config saved without label maps looks like
-        model.config.id2label = {i: f"LABEL_{i}" for i in range(3)}
-        model.config.label2id = {f"LABEL_{i}": i for i in range(3)}
-    save_model(model, build_feature_extractor(cfg.model), path, window_s=window_s)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -73,31 +37,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def masked_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("masked") / "final", LABELS, *MASKED, seed=2)
-
-
-def clips_at_model_rate() -> list[np.ndarray]:
-    """Different lengths (two pairs of equal length) and pitches, at 8 kHz."""
-    return [
-        tone(300.0, 0.5, seed=1),
-        tone(900.0, 0.31, seed=2),
-        tone(1500.0, 0.5, seed=3),
-        tone(600.0, 0.8, seed=4),
-        tone(2400.0, 0.31, seed=5),
-        np.random.default_rng(6).uniform(-0.5, 0.5, 3000).astype(np.float32),
-    ]
-
-
-def by_label(items: list[dict]) -> dict[str, float]:
-    return {item["label"]: item["score"] for item in items}
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from audioclf.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    path = tmp_path_factory.mktemp("masked") / "final"
+    return save_tiny_model(path, MODEL_LABELS, *MASKED_MODEL, seed=2)
 
 
 # --------------------------------------------------------------------------- scores
@@ -118,7 +59,7 @@ def test_scores_equal_the_transformers_pipeline(which: str, request: pytest.Fixt
     tops = set()
     for clip, mine in zip(clips, ours, strict=True):
         theirs = by_label(pipe(clip, top_k=None))
-        assert set(theirs) == set(LABELS) == set(by_label(mine))
+        assert set(theirs) == set(MODEL_LABELS) == set(by_label(mine))
         for label, score in theirs.items():
             assert by_label(mine)[label] == pytest.approx(score, abs=1e-5)
         assert [m["score"] for m in mine] == sorted((m["score"] for m in mine), reverse=True)

@@ -11,11 +11,10 @@ lacks.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dvc.repo import Repo
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from audioclf.testing import REPO_ROOT
+
 CODE = "src/"
 
 

@@ -1,8 +1,9 @@
 """Recordings of any length: windowed scores, streaming from files, segments, the CLI's flags,
 the evaluate stage's scoring and the window the train stage records.
 
-The models are the tiny random Wav2Vec2s of test_predict (8 kHz), saved as the train stage
-exports them, with a 0.5 s training clip length: its default window (hop 0.25 s).
+The models are the tiny random Wav2Vec2s of ``audioclf.testing.save_tiny_model`` (8 kHz),
+saved as the train stage exports them, with a 0.5 s training clip length: its default window
+(hop 0.25 s).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audioclf.testing import RATE, tone
-from tests.test_predict import (
-    LABELS,
-    MASKED,
+from audioclf.testing import (
+    MASKED_MODEL,
+    MODEL_LABELS,
+    RATE,
     by_label,
     clips_at_model_rate,
     run_cli,
     save_tiny_model,
+    tone,
 )
 
 WINDOW_S = 0.5
@@ -38,7 +40,7 @@ def windowed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def masked_windowed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("masked-windowed") / "final"
-    return save_tiny_model(path, LABELS, *MASKED, seed=2, window_s=WINDOW_S)
+    return save_tiny_model(path, MODEL_LABELS, *MASKED_MODEL, seed=2, window_s=WINDOW_S)
 
 
 @pytest.fixture(scope="module", params=["plain", "masked"])
@@ -379,7 +381,7 @@ def test_segments_in_json_and_table(
     long, short = json.loads(out)["predictions"]
     times = [(s["start_s"], s["end_s"]) for s in long["segments"]]
     assert times == [(0.25 * k, 0.25 * k + 0.5) for k in range(9)]  # 2.5 s, covered end to end
-    assert all(s["label"] in LABELS and 0 < s["score"] <= 1 for s in long["segments"])
+    assert all(s["label"] in MODEL_LABELS and 0 < s["score"] <= 1 for s in long["segments"])
     assert [(s["start_s"], s["end_s"]) for s in short["segments"]] == [(0.0, 0.4)]
 
     code, table, _ = run_cli(capsys, *args, "--segments")
@@ -478,7 +480,7 @@ def test_evaluate_scores_stored_test_clips_as_predict_scores_them(windowed_dir: 
         expected = np.stack([r.probs for r in classifier.score(as_read, window, 8)])
         split = Dataset.from_dict({"array": stored, "path": ["a", "b", "c"]})
         scores = score_split(classifier, split, RATE, window, batch_size=2, chunk=2)
-        assert scores.shape == (3, len(LABELS))
+        assert scores.shape == (3, len(MODEL_LABELS))
         np.testing.assert_allclose(scores, expected, atol=1e-6)
     split = Dataset.from_dict({"array": [clips[0], np.zeros(0, np.float32)], "path": ["a", "b"]})
     with pytest.raises(ValueError, match="test clip b: empty audio"):
