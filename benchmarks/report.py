@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks import parallel_sweep
+from benchmarks import parallel_sweep, processes
 
 HIGH_LOAD = 1.5
 
@@ -136,6 +136,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         )
     out += disk_rows(r.get("disk_per_audio_hour"))
+    out += processes.rows(d.get("processes"))
     out += parallel_sweep.rows(d.get("parallel_sweep"))
     pr = r.get("predict")
     if pr:

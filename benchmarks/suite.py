@@ -25,7 +25,17 @@ from benchmarks.workspace import REPO_ROOT, STAGES
 log = logging.getLogger("benchmarks")
 
 HIGH_LOAD = 1.5
-FIGURES = ("stages", "repro", "scaling", "disk", "throughput", "accuracy", "inference", "parallel")
+FIGURES = (
+    "stages",
+    "repro",
+    "scaling",
+    "disk",
+    "throughput",
+    "processes",
+    "accuracy",
+    "inference",
+    "parallel",
+)
 
 
 @dataclass
@@ -49,6 +59,7 @@ class Settings:
     predict_batch: int = 32
     predict_rounds: int = 5
     parallel_sweep: bool = True  # benchmarks/parallel_sweep.py
+    processes_rounds: int = 3  # benchmarks/processes.py; 0: not measured
 
     @classmethod
     def for_mode(cls, smoke: bool) -> Settings:
@@ -72,6 +83,7 @@ class Settings:
             predict_batch=8,
             predict_rounds=1,
             parallel_sweep=False,
+            processes_rounds=0,
         )
 
 
@@ -132,6 +144,7 @@ def run(
         "machine": machine_info(),
         "source": source_info(repo),
         "train_throughput_ratio": None,
+        "train_processes_ratio": None,
         "time_to_accuracy": None,
         "noop_repro_s": None,
         "featurize_scaling": None,
@@ -281,6 +294,21 @@ def run(
                 "inference", timings, _inference, recipe, features, resampled, scratch, s
             )
 
+        def fig_processes() -> None:
+            from benchmarks.processes import processes_throughput
+
+            if s.processes_rounds:
+                figure = _timed(
+                    "processes",
+                    timings,
+                    processes_throughput,
+                    ws,
+                    scratch / "processes",
+                    rounds=s.processes_rounds,
+                )
+                result["train_processes_ratio"] = figure["ratio_two_to_one"]
+                result["details"]["processes"] = figure
+
         def fig_parallel() -> None:
             from benchmarks.parallel_sweep import parallel_sweep
 
@@ -294,6 +322,7 @@ def run(
             "scaling": fig_scaling,
             "disk": fig_disk,
             "throughput": fig_throughput,
+            "processes": fig_processes,
             "accuracy": fig_accuracy,
             "inference": fig_inference,
             "parallel": fig_parallel,

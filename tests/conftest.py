@@ -26,10 +26,12 @@ from audioclf.testing import (  # noqa: E402  (after the environment above)
     FOLDER_OVERRIDES,
     HUB_DIR,
     HUB_OVERRIDES,
+    TINY_TRAIN_OVERRIDES,
     Project,
     folder_items,
     hub_rows,
     make_project,
+    run_data_stages,
     write_audiofolder,
     write_hub_repo,
 )
@@ -102,4 +104,14 @@ def folder_project(project: Project) -> Project:
     """A project whose data is a tiny audiofolder (3 classes x 6 speakers, WAV/FLAC/OGG)."""
     write_audiofolder(project.root / FOLDER_DIR, folder_items())
     project.write_params(*FOLDER_OVERRIDES)
+    return project
+
+
+@pytest.fixture
+def trained_project(project: Project) -> Project:
+    """The tiny Hub-layout project on the fast recipe (``debug=fast``) with its data stages
+    run: ready for the train stage."""
+    write_hub_repo(project.root / HUB_DIR, hub_rows())
+    project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
+    run_data_stages()
     return project

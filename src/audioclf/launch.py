@@ -31,6 +31,7 @@ from accelerate.commands.launch import launch_command, launch_command_parser
 from omegaconf import DictConfig
 
 from audioclf.config import ConfigError, load_params, require
+from audioclf.devices import lease_devices
 from audioclf.stages import run_stage
 from audioclf.stages.train import train
 from audioclf.threads import thread_budget, usable_cores
@@ -157,18 +158,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     given_rank, overrides = parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         cfg = load_params(overrides)
-        launch = plan(cfg)
-        rank = machine_rank(given_rank, launch)
     except ConfigError as err:
         log.error("%s", err)
         raise SystemExit(1) from err
-    os.environ.update(launch.environment(cfg.train.get("num_threads")))
-    if launch.in_process:
-        run_stage(train, overrides)
-        return
-    args = launch.accelerate_args(rank, overrides)
-    log.info("machine %d of %d: accelerate launch %s", rank, launch.num_machines, shlex.join(args))
-    launch_command(launch_command_parser().parse_args(args))
+    # The launcher holds the experiment's GPUs (audioclf.devices) while its processes run:
+    # they keep them, and the count of processes is that of the GPUs leased.
+    with lease_devices(cfg.launch.devices):
+        try:
+            launch = plan(cfg)
+            rank = machine_rank(given_rank, launch)
+        except ConfigError as err:
+            log.error("%s", err)
+            raise SystemExit(1) from err
+        os.environ.update(launch.environment(cfg.train.get("num_threads")))
+        if launch.in_process:
+            run_stage(train, overrides)
+            return
+        args = launch.accelerate_args(rank, overrides)
+        log.info(
+            "machine %d of %d: accelerate launch %s", rank, launch.num_machines, shlex.join(args)
+        )
+        launch_command(launch_command_parser().parse_args(args))
 
 
 if __name__ == "__main__":

@@ -524,3 +524,42 @@ def register_tiny_model(root: Path, name: str, alias: str, window_s: float) -> R
     assert info.registered_model_version == 1
     client.set_registered_model_alias(name, alias, "1")
     return RegisteredModel(uri, run_id, model_dir, name, alias)
+
+
+# --------------------------------------------------------------------------- stage processes
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def run_data_stages() -> None:
+    """download, resample and featurize in this process, on the current directory's params."""
+    from audioclf.stages import run_stage
+    from audioclf.stages.download import download
+    from audioclf.stages.featurize import featurize
+    from audioclf.stages.resample import resample
+
+    for stage in (download, resample, featurize):
+        run_stage(stage, [])
+
+
+def stage_env(tracking_uri: str, **extra: str) -> dict[str, str]:
+    """This process's environment for a stage run as a command: the MLflow store
+    ``tracking_uri``, this venv's commands first on ``PATH``, and ``extra``."""
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **extra,
+    }
+
+
+def train_process(root: Path, tracking_uri: str, *overrides: str) -> subprocess.Popen:
+    """The train stage as its own process in the project ``root`` (stderr piped, as text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "audioclf.stages.train", *overrides],
+        cwd=root,
+        env=stage_env(tracking_uri),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

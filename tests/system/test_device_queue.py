@@ -15,7 +15,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 from audioclf.devices import STAND_IN_ENV
@@ -90,7 +89,6 @@ def overlap(a: dict, b: dict) -> bool:
     return a["start"] < b["end"] and b["start"] < a["end"]
 
 
-@pytest.mark.slow
 def test_two_queued_experiments_get_different_devices(tmp_path: Path) -> None:
     first, second = run_queue(leasing_repo(tmp_path / "repo", together=2), 2, jobs=2)
     for lease in (first, second):
@@ -100,7 +98,6 @@ def test_two_queued_experiments_get_different_devices(tmp_path: Path) -> None:
     assert overlap(first, second)  # side by side, not one after the other
 
 
-@pytest.mark.slow
 def test_four_experiments_on_two_devices_never_share_one(tmp_path: Path) -> None:
     leases = run_queue(leasing_repo(tmp_path / "repo", together=4), 4, jobs=4)
     assert leases[0]["rule"] == "queued experiment: 2 devices / 4 running experiments"

@@ -22,8 +22,6 @@ from safetensors.numpy import load_file
 
 from audioclf.testing import HUB_OVERRIDES, TINY_TRAIN_OVERRIDES, dvc, git, make_dvc_repo
 
-pytestmark = pytest.mark.slow
-
 STATE = Path("models/checkpoints/last/train_state.json")
 MODEL = Path("models/final/model.safetensors")
 

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 
 from audioclf.testing import RegisteredModel, by_label, encode, register_tiny_model, tone
+from tests.servers import free_port
 
 NAME = "audioclf-test"
 ALIAS = "champion"
@@ -38,12 +38,6 @@ class ServedModel:
     server: subprocess.Popen | None = None
     port: int = 0
     log: Path | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(served: ServedModel, tmp: Path) -> None:

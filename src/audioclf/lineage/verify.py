@@ -1,7 +1,7 @@
 """Is what a run names intact: the workspace, the DVC cache, the run's commits, audio items.
 
 The one place that uses ``dvc_data``'s hashing internals (pyproject bounds dvc-data below 4;
-tests/system/test_lineage.py and tests/test_sweep.py check it).
+tests/system/test_lineage.py and tests/system/test_sweep.py check it).
 """
 
 from __future__ import annotations

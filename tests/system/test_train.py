@@ -1,15 +1,14 @@
-"""The train and evaluate stages: a model that loads in pipeline(), an MLflow run with
-everything an audit needs, 2-process CPU training, and kill-and-resume equality."""
+"""The train and evaluate stages end to end: a model that loads in pipeline(), an MLflow run
+on a real ``mlflow server`` with everything an audit needs, 2-process CPU training, and
+kill-and-resume equality."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,46 +18,9 @@ from safetensors.numpy import load_file
 
 from audioclf.data.store import load_splits
 from audioclf.stages import run_stage
-from audioclf.stages.download import download
 from audioclf.stages.evaluate import evaluate
-from audioclf.stages.featurize import featurize
-from audioclf.stages.resample import resample
 from audioclf.stages.train import train
-from audioclf.testing import (
-    HUB_DIR,
-    HUB_OVERRIDES,
-    TINY_TRAIN_OVERRIDES,
-    Project,
-    hub_rows,
-    make_project,
-    write_hub_repo,
-)
-
-VENV_BIN = Path(sys.executable).parent
-
-
-def prepare_features(project: Project) -> None:
-    for stage in (download, resample, featurize):
-        run_stage(stage, [])
-
-
-def stage_env(tracking_uri: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        **extra,
-    }
-
-
-@pytest.fixture
-def trained_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    project = make_project(tmp_path / "project")
-    monkeypatch.chdir(project.root)
-    write_hub_repo(project.root / HUB_DIR, hub_rows())
-    project.write_params(*HUB_OVERRIDES, *TINY_TRAIN_OVERRIDES)
-    prepare_features(project)
-    return project
+from audioclf.testing import HUB_DIR, VENV_BIN, Project, stage_env, train_process
 
 
 @pytest.fixture
@@ -108,7 +70,6 @@ def mlflow_server(tmp_path: Path) -> str:
         proc.wait(timeout=30)
 
 
-@pytest.mark.slow
 def test_train_evaluate_log_one_complete_mlflow_run(
     trained_project: Project, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,107 +166,6 @@ def test_train_evaluate_log_one_complete_mlflow_run(
     assert [v.run_id for v in versions] == [run_id]
 
 
-def test_train_stage_never_opens_the_test_split(
-    trained_project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Training reads train and validation only: it runs with the test split's files gone,
-    and the datasets it loads come from those two folders."""
-    import shutil
-
-    import datasets
-
-    cfg = trained_project.cfg()
-    features = Path(cfg.paths.features)
-    shutil.rmtree(features / "test")
-    opened: list[str] = []
-    load = datasets.Dataset.load_from_disk
-
-    def recording_load(path: str, *args, **kwargs):
-        opened.append(Path(path).name)
-        return load(path, *args, **kwargs)
-
-    monkeypatch.setattr(datasets.Dataset, "load_from_disk", recording_load)
-    run_stage(train, ["train.epochs=1"])
-    assert sorted(opened) == ["train", "validation"]
-    assert (Path(cfg.paths.model) / "model.safetensors").is_file()
-
-
-def test_early_stopping_stops_and_exports_the_best_model(
-    trained_project: Project, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Validation accuracy (scripted) peaks at epoch 2 and then falls: patience 2 stops the
-    run after epoch 4, and models/final holds the epoch-2 weights, not the last ones."""
-    from mlflow.tracking import MlflowClient
-
-    from audioclf.training import loop
-
-    scripted = iter([0.5, 0.8, 0.7, 0.6])
-    real_metrics = loop.eval_metrics
-
-    def scripted_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        return {**real_metrics(logits, labels), "accuracy": next(scripted)}
-
-    monkeypatch.setattr(loop, "eval_metrics", scripted_metrics)
-    run_stage(train, ["train.epochs=6", "train.early_stopping_patience=2"])
-
-    cfg = trained_project.cfg()
-    state = json.loads(Path(cfg.paths.checkpoints, "last", "train_state.json").read_text())
-    assert state["epoch"] == 4 and state["stopped_early"] and state["best_epoch"] == 2
-    assert [e["accuracy"] for e in state["evals"]] == [0.5, 0.8, 0.7, 0.6]
-    exported = load_file(str(Path(cfg.paths.model, "model.safetensors")))
-    best = load_file(str(Path(cfg.paths.checkpoints, "best", "model.safetensors")))
-    last = load_file(str(Path(cfg.paths.checkpoints, "last", "model.safetensors")))
-    assert exported.keys() == best.keys()
-    for name, tensor in best.items():
-        np.testing.assert_array_equal(exported[name], tensor)
-    assert any(not np.array_equal(exported[name], last[name]) for name in best)
-    validation = json.loads(Path(cfg.paths.validation).read_text())
-    assert validation["best_accuracy"] == 0.8 and validation["stopped_early"] is True
-    assert validation["epochs_trained"] == 4
-
-    run_id = json.loads(Path(cfg.paths.run).read_text())["run_id"]
-    run = MlflowClient(f"sqlite:///{trained_project.root / 'mlflow.db'}").get_run(run_id)
-    assert run.data.tags["train.stopped_early"] == "true"
-    assert run.data.tags["train.best_epoch"] == "2"
-
-    monkeypatch.setattr(loop, "eval_metrics", real_metrics)
-    run_stage(train, ["train.epochs=3", "train.export=last"])
-    exported = load_file(str(Path(cfg.paths.model, "model.safetensors")))
-    last = load_file(str(Path(cfg.paths.checkpoints, "last", "model.safetensors")))
-    for name, tensor in last.items():
-        np.testing.assert_array_equal(exported[name], tensor)
-
-
-def test_same_machine_threads_and_versions_give_byte_identical_models(
-    trained_project: Project, tmp_path: Path
-) -> None:
-    """Two trainings of the same data, code and config with the same thread count (pinned by
-    train.num_threads) write the same model bytes; the run records its environment."""
-    import shutil
-
-    from mlflow.tracking import MlflowClient
-
-    twin = tmp_path / "twin"
-    shutil.copytree(trained_project.root, twin)
-    uri = f"sqlite:///{tmp_path / 'runs.db'}"
-    for root in (trained_project.root, twin):
-        process = _train_process(root, uri, "train.num_threads=1")
-        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
-    model = Path("models/final/model.safetensors")
-    assert (trained_project.root / model).read_bytes() == (twin / model).read_bytes()
-
-    run_id = json.loads((twin / "reports/mlflow_run.json").read_text())["run_id"]
-    client = MlflowClient(uri)
-    tags = client.get_run(run_id).data.tags
-    assert tags["env.torch_threads"] == "1"
-    assert tags["env.torch"] and tags["env.transformers"] and tags["env.cpu"]
-    logged = {item.path for item in client.list_artifacts(run_id, "environment")}
-    assert logged == {"environment/environment.json", "environment/packages.txt"}
-    packages = Path(client.download_artifacts(run_id, "environment/packages.txt", str(tmp_path)))
-    assert any(line.startswith("torch==") for line in packages.read_text().splitlines())
-
-
-@pytest.mark.slow
 def test_two_process_cpu_training_gathers_every_test_clip(trained_project: Project) -> None:
     uri = f"sqlite:///{trained_project.root / 'mlflow.db'}"
     env = stage_env(uri, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
@@ -345,18 +205,6 @@ def test_two_process_cpu_training_gathers_every_test_clip(trained_project: Proje
     assert json.loads(Path(cfg.paths.metrics).read_text())["num_test"] == test_rows
 
 
-def _train_process(root: Path, uri: str, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "audioclf.stages.train", *overrides],
-        cwd=root,
-        env=stage_env(uri),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-@pytest.mark.slow
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(
     trained_project: Project, tmp_path: Path
 ) -> None:
@@ -367,10 +215,10 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(
     twin = tmp_path / "twin"
     shutil.copytree(trained_project.root, twin)
 
-    straight = _train_process(twin, uri, *recipe)
+    straight = train_process(twin, uri, *recipe)
     assert straight.wait(timeout=300) == 0, straight.stderr.read()[-3000:]
 
-    killed = _train_process(trained_project.root, uri, *recipe)
+    killed = train_process(trained_project.root, uri, *recipe)
     state_file = trained_project.root / "models/checkpoints/last/train_state.json"
     deadline = time.monotonic() + 240
     while not state_file.is_file():
@@ -382,7 +230,7 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(
     interrupted = json.loads(state_file.read_text())
     assert not interrupted["finished"] and interrupted["epoch"] < 12
 
-    resumed = _train_process(trained_project.root, uri, *recipe)
+    resumed = train_process(trained_project.root, uri, *recipe)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     assert "resuming from" in resumed.stderr.read()
 
