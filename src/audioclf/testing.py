@@ -8,6 +8,9 @@ as an audiofolder (audio files + ``metadata.csv``). The throwaway git + DVC repo
 this checkout's pipeline (``conf/``, ``dvc.yaml``, ``src/audioclf``): the package is used from
 a checkout (an editable install, as ``make`` makes it). ``datasets`` and the rest of
 ``audioclf`` are imported inside functions: tests/conftest.py sets the offline environment first.
+
+It runs past 400 lines on purpose, as transformers' ``testing_utils`` does: one place to look
+for every fixture builder, which keeps tests and benchmarks from growing copies of their own.
 """
 
 from __future__ import annotations
