@@ -91,9 +91,9 @@ def test_audit_by_run_id_registered_model_alias_and_model_dir(
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{repo / 'mlflow.db'}"
-    MlflowClient(uri, registry_uri=uri).set_registered_model_alias(
-        "audioclf-intent", "champion", "1"
-    )
+    # The evaluate stage gave the first version both aliases (audioclf.registry).
+    registered = MlflowClient(uri, registry_uri=uri).get_registered_model("audioclf-intent")
+    assert {k: str(v) for k, v in registered.aliases.items()} == {"champion": "1", "candidate": "1"}
     for target in ("models:/audioclf-intent/1", "models:/audioclf-intent@champion"):
         code, out, _ = lineage(capsys, target, "--json")
         assert code == 0
@@ -107,7 +107,7 @@ def test_audit_by_run_id_registered_model_alias_and_model_dir(
     # The text form prints the chain down to the sha256 of every audio item.
     code, out, _ = lineage(capsys, "models:/audioclf-intent@champion")
     assert code == 0
-    assert run_id in out and "aliases champion" in out and "data/raw" in out
+    assert run_id in out and "aliases candidate, champion" in out and "data/raw" in out
     assert all(item["sha256"] in out for item in manifest["items"])
     code, _, err = lineage(capsys, "no-such-run")
     assert code == 2 and "no-such-run" in err
