@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from audioclf.cli import positive_int
+from benchmarks.common import report_errors
 from benchmarks.suite import FIGURES, run
 
 
@@ -55,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
     )
     print(f"wrote {out} and {out.with_suffix('.md')}")
-    for name, error in result["errors"].items():
-        print(f"benchmarks: error: {name}: {error}", file=sys.stderr)
-    return 1 if result["errors"] else 0
+    return report_errors("benchmarks", result["errors"])
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""Helpers the in-process figures share: fresh Accelerate state, a throwaway MLflow store."""
+"""Helpers the figures share: fresh Accelerate state, a throwaway MLflow store, and how a
+figure run on its own (``python -m benchmarks.NAME``) shows what it measured."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def reset_accelerate() -> None:
@@ -44,3 +48,26 @@ def start_mlflow(experiment: str):
         accelerator.init_trackers(experiment, config={"bench": True})
 
     return on_start
+
+
+def show_figure(
+    figure: dict[str, Any],
+    rows: Callable[[dict[str, Any]], Iterable[Sequence[str]]],
+    out: str | None,
+) -> None:
+    """Print ``figure`` as JSON (also written to ``out`` when given), then its ``bench.md``
+    rows."""
+    text = json.dumps(figure, indent=2)
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    for row in rows(figure):
+        print(" | ".join(row))
+
+
+def report_errors(prog: str, errors: dict[str, str]) -> int:
+    """Each failed figure's first line on stderr (the report has it whole); the exit code."""
+    for name, error in errors.items():
+        first = error.splitlines()[0] if error else ""
+        print(f"{prog}: error: {name}: {first}", file=sys.stderr)
+    return 1 if errors else 0

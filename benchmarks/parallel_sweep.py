@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from typing import Any
 
 from audioclf.testing import git
 from audioclf.threads import usable_cores
+from benchmarks.common import show_figure
 from benchmarks.measure import loadavg, median
 from benchmarks.workspace import REPO_ROOT, Workspace, make_workspace
 
@@ -228,12 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ws.overrides.append(f"train.epochs={args.epochs}")
         ws.write_params()
         figure = parallel_sweep(ws, rounds=args.rounds, oversubscribed=args.oversubscribed)
-    text = json.dumps(figure, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
-    for row in rows(figure):
-        print(" | ".join(row))
+    show_figure(figure, rows, args.out)
     return 0 if figure["met"] else 1
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from audioclf.threads import usable_cores
+from benchmarks.common import show_figure
 from benchmarks.measure import loadavg, median
 from benchmarks.parallel_sweep import step_ms
 from benchmarks.workspace import REPO_ROOT, Workspace, make_workspace
@@ -154,12 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figure = processes_throughput(
             ws, Path(scratch) / "runs", rounds=args.rounds, epochs=args.epochs
         )
-    text = json.dumps(figure, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
-    for row in rows(figure):
-        print(" | ".join(row))
+    show_figure(figure, rows, args.out)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Real servers on 127.0.0.1 for the team tests: a throwaway PostgreSQL cluster, and an MLflow
+"""Real servers on 127.0.0.1 for the system tests: a throwaway PostgreSQL cluster, and an MLflow
 tracking server storing runs and registered models in it, proxying artifacts
-(``--serve-artifacts``) to a local folder.
+(``--serve-artifacts``) to a local folder; any ``mlflow server`` over a store, and the waiting
+for a server to answer and the stopping of its process group that every served test needs.
 
 PostgreSQL refuses to run as root, so as root its server programs run as the ``postgres``
 account (Debian's package creates it) through ``runuser``; clients (psycopg2, MLflow) run as
@@ -191,25 +192,41 @@ def start_mlflow_server(postgres: Postgres, root: Path) -> MlflowServer:
     ``/health`` answers (the first start creates MLflow's tables: seconds)."""
     root.mkdir(parents=True, exist_ok=True)
     artifacts, log = root / "artifacts", root / "mlflow-server.log"
+    url, process = serve_mlflow(
+        postgres.sqlalchemy_uri(),
+        root,
+        log,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(artifacts),
+        PGPASSWORD=postgres.password,
+    )
+    return MlflowServer(url, artifacts, log, process)
+
+
+def serve_mlflow(
+    backend_store_uri: str, cwd: Path, log: Path, *options: str, **env: str
+) -> tuple[str, subprocess.Popen]:
+    """``mlflow server`` over ``backend_store_uri`` on a free 127.0.0.1 port, started in
+    ``cwd`` in its own process group, logging to ``log``: its URL and process once ``/health``
+    answers (the tracking URI of the caller's environment is not passed on)."""
     port = free_port()
-    env = {
+    server_env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PGPASSWORD": postgres.password,
         # MLflow's job runner (GenAI scorers: six huey consumers) is of no use here.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **env,
     }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    server_env.pop("MLFLOW_TRACKING_URI", None)
     command = [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        postgres.sqlalchemy_uri(),
-        "--serve-artifacts",
-        "--artifacts-destination",
-        str(artifacts),
+        backend_store_uri,
+        *options,
         "--host",
         "127.0.0.1",
         "--port",
@@ -219,35 +236,57 @@ def start_mlflow_server(postgres: Postgres, root: Path) -> MlflowServer:
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=cwd,
+            env=server_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    server = MlflowServer(f"http://127.0.0.1:{port}", artifacts, log, process)
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{url}/health", process, log, "mlflow server")
+    except RuntimeError:
+        stop_group(process)
+        raise
+    return url, process
+
+
+def wait_until_answers(
+    url: str, process: subprocess.Popen, log: Path, what: str, timeout_s: float = BOOT_TIMEOUT_S
+) -> None:
+    """Return once ``url`` answers 200; a RuntimeError with the end of ``log`` when the
+    server ``what`` exits first or is not up in ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited:\n{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(f"{what} exited:\n{log.read_text(errors='replace')[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
-                    return server
+                    return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    stop_mlflow_server(server)
-    raise RuntimeError(f"mlflow server not up in {BOOT_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{what} not up in {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
 def stop_mlflow_server(server: MlflowServer) -> None:
     """The server and what it started (uvicorn), as one process group."""
-    group = server.process.pid
+    stop_group(server.process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """A server started in its own process group, and what it started, however it ends."""
+    group = process.pid
     signal_group(group, signal.SIGTERM)
     deadline = time.monotonic() + 30
     while signal_group(group, 0) and time.monotonic() < deadline:
-        server.process.poll()  # reaps the server itself; its children go to init
+        process.poll()  # reaps the server itself; its children go to init
         time.sleep(0.2)
     if signal_group(group, signal.SIGKILL):
         time.sleep(0.5)
-    server.process.wait(timeout=10)
+    process.wait(timeout=10)
 
 
 def signal_group(group: int, sig: int) -> bool:

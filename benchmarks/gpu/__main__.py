@@ -9,10 +9,10 @@ import argparse
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.common import report_errors
 from benchmarks.gpu.report import summary
 from benchmarks.gpu.settings import mode_settings
 from benchmarks.gpu.suite import run
@@ -110,9 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in summary(result):
         print(line)
     print(f"wrote {out}")
-    for name, error in result["errors"].items():
-        print(f"benchmarks.gpu: error: {name}: {error.splitlines()[0]}", file=sys.stderr)
-    return 1 if result["errors"] else 0
+    return report_errors("benchmarks.gpu", result["errors"])
 
 
 if __name__ == "__main__":

@@ -26,10 +26,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import soundfile as sf
+
+if TYPE_CHECKING:
+    from transformers import Wav2Vec2Model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # src/audioclf/testing.py
 RATE = 8000
@@ -565,4 +568,34 @@ def train_process(root: Path, tracking_uri: str, *overrides: str) -> subprocess.
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+def trained_dvc_repo(root: Path) -> Project:
+    """:func:`make_dvc_repo` committed, after one ``dvc repro``: one MLflow run in
+    ``<repo>/mlflow.db``, its id in ``reports/mlflow_run.json``."""
+    project = make_dvc_repo(root)
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "baseline")
+    dvc(project.root, "repro", timeout=600)
+    return project
+
+
+def mini_wav2vec2_encoder() -> Wav2Vec2Model:
+    """A seeded wav2vec2 encoder (no classification head) small enough to save in milliseconds:
+    a stand-in for a pretrained checkpoint such as facebook/wav2vec2-base."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    return Wav2Vec2Model(
+        Wav2Vec2Config(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=4,
+        )
     )

@@ -32,39 +32,38 @@ WINDOW_S = 1.0  # the logged model's training clip length: the test clips are sh
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
+def registered(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModel:
     """A sqlite store with one run whose model is registered as NAME, version 1, @ALIAS."""
     return register_tiny_model(tmp_path_factory.mktemp("mlflow"), NAME, ALIAS, WINDOW_S)
+
+
+@pytest.fixture
+def store(registered: RegisteredModel, monkeypatch: pytest.MonkeyPatch) -> RegisteredModel:
+    """The registered store, named as users name it: MLFLOW_TRACKING_URI (MLflow resolves
+    models:/, and a run's logged model, in the process's store whatever download_artifacts is
+    given)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registered.uri)
+    return registered
 
 
 def clip_bytes(seconds: float = 0.5, freq: float = 600.0) -> bytes:
     return encode(tone(freq, seconds, seed=11))
 
 
-# MLflow resolves models:/ (and a run's logged model) in the process's store whatever
-# download_artifacts is given, so these tests name the store as users do: MLFLOW_TRACKING_URI.
-
-
-def test_runs_uri_resolves_to_the_logged_model(
-    store: RegisteredModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_runs_uri_resolves_to_the_logged_model(store: RegisteredModel) -> None:
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     folder = Path(mlflow.artifacts.download_artifacts(f"runs:/{store.run_id}/model"))
     assert (folder / "MLmodel").is_file()
     assert (folder / "artifacts" / "final" / "config.json").is_file()
 
 
-def test_pyfunc_takes_bytes_base64_and_arrays(
-    store: RegisteredModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pyfunc_takes_bytes_base64_and_arrays(store: RegisteredModel) -> None:
     import mlflow
 
     from audioclf.classifier import Classifier
     from audioclf.data.audio import decode
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     folder = mlflow.artifacts.download_artifacts(f"models:/{NAME}@{ALIAS}")
     model = mlflow.pyfunc.load_model(folder)
     data = clip_bytes()
@@ -90,15 +89,12 @@ def test_pyfunc_takes_bytes_base64_and_arrays(
         model.predict(pd.DataFrame({"audio": [b"not audio"]}))
 
 
-def test_pyfunc_scores_long_arrays_in_the_registered_models_window(
-    store: RegisteredModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pyfunc_scores_long_arrays_in_the_registered_models_window(store: RegisteredModel) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from audioclf.windows import Window, WindowedClassifier
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@{ALIAS}")
     stereo = np.concatenate(
         [tone(f, 1.5, seed=20 + i, channels=2, rate=16000) for i, f in enumerate((300, 1200, 2400))]
@@ -133,9 +129,7 @@ def test_cli_predicts_with_mlflow_models(
     store: RegisteredModel,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     uri = {
         "runs": f"runs:/{store.run_id}/model",
         "version": f"models:/{NAME}/1",
@@ -161,9 +155,7 @@ def test_cli_bad_mlflow_model_is_one_line(
     store: RegisteredModel,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     clip = tmp_path / "a.wav"
     clip.write_bytes(clip_bytes())
     code, out, err = run_cli(capsys, "predict", str(clip), "--model", uri)

@@ -308,6 +308,13 @@ def write_long_files(root: Path) -> dict[str, Path]:
     return paths
 
 
+def predict_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    """``audioclf predict ARGS... --json``, which must succeed: its report."""
+    code, out, err = run_cli(capsys, "predict", *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
 def test_predict_scores_long_files_in_the_models_windows(
     windowed_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -316,11 +323,7 @@ def test_predict_scores_long_files_in_the_models_windows(
 
     files = write_long_files(tmp_path)
     names = ["long.flac", "long8k.wav", "short.wav"]
-    code, out, err = run_cli(
-        capsys, "predict", str(tmp_path), "--model", str(windowed_dir), "--json", "--top-k", "3"
-    )
-    assert code == 0, err
-    report = json.loads(out)
+    report = predict_json(capsys, str(tmp_path), "--model", str(windowed_dir), "--top-k", "3")
     assert report["window"] == {"window_s": WINDOW_S, "hop_s": WINDOW_S / 2}
     preds = report["predictions"]
     assert [p["file"] for p in preds] == [str(files[n]) for n in names]
@@ -335,33 +338,12 @@ def test_predict_scores_long_files_in_the_models_windows(
     assert preds[2]["labels"] == classifier.classify([decode(files["short.wav"])], top_k=3)[0]
 
     # Other windows; --window-s 0: whole files, as before windows existed.
-    code, out, _ = run_cli(
-        capsys,
-        "predict",
-        str(files["long.flac"]),
-        "--model",
-        str(windowed_dir),
-        "--json",
-        "--window-s",
-        "1",
-        "--hop-s",
-        "0.5",
-    )
-    assert code == 0 and json.loads(out)["predictions"][0]["windows"] == 5
-    code, out, _ = run_cli(
-        capsys,
-        "predict",
-        str(files["long.flac"]),
-        "--model",
-        str(windowed_dir),
-        "--json",
-        "--window-s",
-        "0",
-        "--top-k",
-        "3",
-    )
-    [whole] = json.loads(out)["predictions"]
-    assert json.loads(out)["window"] is None and whole["windows"] == 1
+    long = (str(files["long.flac"]), "--model", str(windowed_dir))
+    report = predict_json(capsys, *long, "--window-s", "1", "--hop-s", "0.5")
+    assert report["predictions"][0]["windows"] == 5
+    report = predict_json(capsys, *long, "--window-s", "0", "--top-k", "3")
+    [whole] = report["predictions"]
+    assert report["window"] is None and whole["windows"] == 1
     assert whole["labels"] == classifier.classify([decode(files["long.flac"])], top_k=3)[0]
 
 
@@ -370,21 +352,18 @@ def test_segments_in_json_and_table(
 ) -> None:
     files = write_long_files(tmp_path)
     args = (
-        "predict",
         str(files["long8k.wav"]),
         str(files["short.wav"]),
         "--model",
         str(windowed_dir),
     )
-    code, out, _ = run_cli(capsys, *args, "--segments", "--json")
-    assert code == 0
-    long, short = json.loads(out)["predictions"]
+    long, short = predict_json(capsys, *args, "--segments")["predictions"]
     times = [(s["start_s"], s["end_s"]) for s in long["segments"]]
     assert times == [(0.25 * k, 0.25 * k + 0.5) for k in range(9)]  # 2.5 s, covered end to end
     assert all(s["label"] in MODEL_LABELS and 0 < s["score"] <= 1 for s in long["segments"])
     assert [(s["start_s"], s["end_s"]) for s in short["segments"]] == [(0.0, 0.4)]
 
-    code, table, _ = run_cli(capsys, *args, "--segments")
+    code, table, _ = run_cli(capsys, "predict", *args, "--segments")
     assert code == 0
     labels_part, segments_part = table.split("\n\n")
     assert labels_part.splitlines()[0].split() == ["file", "rank", "label", "score"]
@@ -400,7 +379,7 @@ def test_segments_in_json_and_table(
     assert rows[9][:2] == ["2.000", "2.500"]  # continuation rows leave the file out
     assert rows[10][:3] == [str(files["short.wav"]), "0.000", "0.400"]
     assert len(rows) == 1 + 9 + 1
-    code, table, _ = run_cli(capsys, *args)
+    code, table, _ = run_cli(capsys, "predict", *args)
     assert "start_s" not in table
 
 
@@ -438,23 +417,13 @@ def test_a_model_without_a_window_scores_whole_files_unless_given_one(
 ) -> None:
     old = save_tiny_model(tmp_path / "old")  # saved before models recorded their window
     files = write_long_files(tmp_path / "clips")
-    code, out, _ = run_cli(
-        capsys, "predict", str(files["long8k.wav"]), "--model", str(old), "--json"
+    report = predict_json(capsys, str(files["long8k.wav"]), "--model", str(old))
+    assert report["window"] is None and report["predictions"][0]["windows"] == 1
+    report = predict_json(
+        capsys, str(files["long8k.wav"]), "--model", str(old), "--window-s", "0.5"
     )
-    assert code == 0 and json.loads(out)["window"] is None
-    assert json.loads(out)["predictions"][0]["windows"] == 1
-    code, out, _ = run_cli(
-        capsys,
-        "predict",
-        str(files["long8k.wav"]),
-        "--model",
-        str(old),
-        "--json",
-        "--window-s",
-        "0.5",
-    )
-    assert json.loads(out)["window"] == {"window_s": 0.5, "hop_s": 0.25}
-    assert json.loads(out)["predictions"][0]["windows"] == 9
+    assert report["window"] == {"window_s": 0.5, "hop_s": 0.25}
+    assert report["predictions"][0]["windows"] == 9
     code, _, err = run_cli(
         capsys, "predict", str(files["short.wav"]), "--model", str(old), "--hop-s", "1"
     )

@@ -17,12 +17,11 @@ from audioclf.testing import (
     HUB_DIR,
     HUB_PARQUET,
     Project,
-    dvc,
     encode,
     git,
     hub_rows,
-    make_dvc_repo,
     tone,
+    trained_dvc_repo,
     write_hub_repo,
 )
 
@@ -32,11 +31,7 @@ RAW_ARROW = "data/raw/train/data-00000-of-00001.arrow"
 @pytest.fixture(scope="module")
 def trained_repo(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A committed git + DVC repo after one `dvc repro`: one MLflow run in <repo>/mlflow.db."""
-    project = make_dvc_repo(tmp_path_factory.mktemp("lineage") / "repo")
-    git(project.root, "add", "-A")
-    git(project.root, "commit", "-qm", "baseline")
-    dvc(project.root, "repro", timeout=600)
-    return project
+    return trained_dvc_repo(tmp_path_factory.mktemp("lineage") / "repo")
 
 
 @pytest.fixture

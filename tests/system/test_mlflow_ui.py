@@ -10,24 +10,17 @@ temporary directory (``pages/``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from audioclf.testing import HUB_DIR, dvc, git, make_dvc_repo
-from tests.servers import free_port, signal_group, unavailable
+from audioclf.testing import HUB_DIR, trained_dvc_repo
+from tests.servers import serve_mlflow, stop_group, unavailable
 
 MODEL_NAME = "audioclf-intent"
-BOOT_TIMEOUT_S = 120
 PAGE_TIMEOUT_S = 60
 CHROMIUM = ("chromium", "chromium-browser")
 CHROMEDRIVER = "chromedriver"
@@ -49,10 +42,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A committed git + DVC repo after one fast ``dvc repro``: one run in ``mlflow.db``."""
     from mlflow.tracking import MlflowClient
 
-    project = make_dvc_repo(tmp_path_factory.mktemp("ui") / "repo")
-    git(project.root, "add", "-A")
-    git(project.root, "commit", "-qm", "baseline")
-    dvc(project.root, "repro", timeout=600)
+    project = trained_dvc_repo(tmp_path_factory.mktemp("ui") / "repo")
     run_id = json.loads((project.root / "reports/mlflow_run.json").read_text())["run_id"]
     run = MlflowClient(f"sqlite:///{project.root / 'mlflow.db'}").get_run(run_id)
     [output] = run.outputs.model_outputs
@@ -63,60 +53,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def ui(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` over the repo's store on 127.0.0.1, as ``mlflow ui`` opens it."""
     log = tmp_path_factory.mktemp("ui-server") / "mlflow-server.log"
-    port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no GenAI job runner
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{store.root / 'mlflow.db'}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            cwd=store.root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    url, process = serve_mlflow(f"sqlite:///{store.root / 'mlflow.db'}", store.root, log)
     try:
-        wait_for_health(url, process, log)
         yield url
     finally:
-        signal_group(process.pid, 15)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            signal_group(process.pid, 9)
-            process.wait(timeout=10)
-
-
-def wait_for_health(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    pytest.fail(f"mlflow server not up in {BOOT_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+        stop_group(process)
 
 
 @pytest.fixture(scope="module")
@@ -171,17 +112,24 @@ def open_page(driver, url: str, *expected: str) -> str:
     return wait_for_text(driver, *expected)
 
 
-def click_text(driver, text: str) -> None:
-    """Click the last shown element whose own text holds ``text`` (an open drawer is last)."""
+def last_shown(driver, text: str, missing: str):
+    """The last shown element whose own text holds ``text`` (an open drawer is last); the test
+    fails, saying ``missing``, where none is shown."""
     shown = [
         element
         for element in driver.find_elements("xpath", f"//*[contains(text(), '{text}')]")
         if element.is_displayed()
     ]
     if not shown:
-        pytest.fail(f"{driver.current_url}: nothing to click reads {text!r}")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", shown[-1])
-    shown[-1].click()
+        pytest.fail(f"{driver.current_url}: {missing} {text!r}")
+    return shown[-1]
+
+
+def click_text(driver, text: str) -> None:
+    """Click the last shown element whose own text holds ``text``."""
+    element = last_shown(driver, text, "nothing to click reads")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+    element.click()
 
 
 # The rows a scrolled pane shows, step by step, from the top: MLflow renders long tables
@@ -207,15 +155,9 @@ step();
 
 def read_pane(driver, text: str) -> str:
     """Everything the scrolled pane holding ``text`` shows as it is scrolled through."""
-    shown = [
-        element
-        for element in driver.find_elements("xpath", f"//*[contains(text(), '{text}')]")
-        if element.is_displayed()
-    ]
-    if not shown:
-        pytest.fail(f"{driver.current_url}: no pane shows {text!r}")
+    element = last_shown(driver, text, "no pane shows")
     driver.set_script_timeout(PAGE_TIMEOUT_S)
-    return driver.execute_async_script(SCROLL_AND_READ, shown[-1])
+    return driver.execute_async_script(SCROLL_AND_READ, element)
 
 
 def test_mlflow_ui_shows_the_data_the_figures_and_the_served_model(

@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import numpy as np
 import pytest
 
 from audioclf.testing import RegisteredModel, by_label, encode, register_tiny_model, tone
-from tests.servers import free_port
+from tests.servers import free_port, stop_group, wait_until_answers
 
 NAME = "audioclf-test"
 ALIAS = "champion"
@@ -76,14 +74,8 @@ def start_server(served: ServedModel, tmp: Path) -> None:
 
 
 def stop_server(served: ServedModel) -> None:
-    if served.server is None or served.server.poll() is not None:
-        return
-    os.killpg(served.server.pid, signal.SIGTERM)  # the server and the uvicorn it started
-    try:
-        served.server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(served.server.pid, signal.SIGKILL)
-        served.server.wait(timeout=10)
+    if served.server is not None:
+        stop_group(served.server)  # the server and the uvicorn it started
 
 
 @pytest.fixture
@@ -111,18 +103,9 @@ def post(port: int, body: dict) -> tuple[int, dict]:
 
 
 def wait_for_ping(served: ServedModel) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if served.server.poll() is not None:
-            pytest.fail(f"mlflow models serve exited:\n{served.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/ping", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.5)
-    pytest.fail(
-        f"mlflow models serve not up in {BOOT_TIMEOUT_S} s:\n{served.log.read_text()[-3000:]}"
-    )
+    assert served.server is not None and served.log is not None
+    url = f"http://127.0.0.1:{served.port}/ping"
+    wait_until_answers(url, served.server, served.log, "mlflow models serve", BOOT_TIMEOUT_S)
 
 
 def test_served_model_answers_over_http(served: ServedModel) -> None:

@@ -9,6 +9,7 @@ import pytest
 from audioclf.config import ConfigError, compose_conf
 from audioclf.models.build import build_model
 from audioclf.models.extractor import build_feature_extractor
+from audioclf.testing import mini_wav2vec2_encoder
 
 LABELS = ["abroad", "balance", "freeze"]
 
@@ -16,19 +17,10 @@ LABELS = ["abroad", "balance", "freeze"]
 @pytest.fixture
 def local_checkpoint(tmp_path: Path) -> Path:
     """A pretrained-style wav2vec2 folder (no classification head), like facebook/wav2vec2-base."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from transformers import Wav2Vec2FeatureExtractor
 
-    config = Wav2Vec2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-    )
     folder = tmp_path / "wav2vec2-mini"
-    Wav2Vec2Model(config).save_pretrained(folder, safe_serialization=True)
+    mini_wav2vec2_encoder().save_pretrained(folder, safe_serialization=True)
     Wav2Vec2FeatureExtractor(sampling_rate=16000, return_attention_mask=False).save_pretrained(
         folder
     )

@@ -11,30 +11,15 @@ import pytest
 import torch
 from huggingface_hub import constants
 from omegaconf import DictConfig
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from audioclf.config import ConfigError, compose_conf
 from audioclf.models.build import build_model, pretrained_weights, weights_tags
 from audioclf.models.extractor import build_feature_extractor
+from audioclf.testing import mini_wav2vec2_encoder
 
 LABELS = ["abroad", "balance", "freeze"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def mini_encoder() -> Wav2Vec2Model:
-    """A wav2vec2 encoder small enough to save in milliseconds (no classification head)."""
-    torch.manual_seed(0)
-    return Wav2Vec2Model(
-        Wav2Vec2Config(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16,
-            num_conv_pos_embedding_groups=4,
-        )
-    )
 
 
 def write_checkpoint(folder: Path, encoder: Wav2Vec2Model, *, layout: str) -> Path:
@@ -78,7 +63,7 @@ def assert_loaded(model: torch.nn.Module, encoder: Wav2Vec2Model) -> None:
 def test_both_layouts_build_and_say_which_file_they_loaded(
     tmp_path: Path, layout: str, weights_file: str
 ) -> None:
-    encoder = mini_encoder()
+    encoder = mini_wav2vec2_encoder()
     folder = write_checkpoint(tmp_path / layout, encoder, layout=layout)
     cfg = model_config(str(folder), revision="main")  # a local folder has no revision
     model = build_model(cfg, LABELS)
@@ -90,7 +75,7 @@ def test_both_layouts_build_and_say_which_file_they_loaded(
 
 
 def test_safetensors_win_over_the_pickle(tmp_path: Path) -> None:
-    encoder = mini_encoder()
+    encoder = mini_wav2vec2_encoder()
     folder = write_checkpoint(tmp_path / "both", encoder, layout="safetensors")
     torch.save({"unused": torch.zeros(1)}, folder / "pytorch_model.bin")
     cfg = model_config(str(folder))
@@ -109,7 +94,7 @@ class Payload:
 
 
 def test_a_pickle_holding_more_than_tensors_is_refused_unrun(tmp_path: Path) -> None:
-    folder = write_checkpoint(tmp_path / "hostile", mini_encoder(), layout="pickle")
+    folder = write_checkpoint(tmp_path / "hostile", mini_wav2vec2_encoder(), layout="pickle")
     state = torch.load(folder / "pytorch_model.bin", weights_only=True)
     marker = tmp_path / "payload-ran"
     torch.save({**state, "payload": Payload(marker)}, folder / "pytorch_model.bin")
@@ -134,7 +119,7 @@ def test_a_hub_checkpoint_records_the_commit_its_branch_resolved_to(tmp_path: Pa
     it pointed at."""
     repo_id = f"audioclf-tests/pickle-only-{uuid.uuid4().hex[:8]}"
     storage = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
-    encoder = mini_encoder()
+    encoder = mini_wav2vec2_encoder()
     write_checkpoint(storage / "snapshots" / COMMIT, encoder, layout="pickle")
     (storage / "refs").mkdir()
     (storage / "refs" / "main").write_text(COMMIT)
