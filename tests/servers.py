@@ -173,6 +173,21 @@ def start_postgres() -> Postgres:
     return server
 
 
+def create_database(server: Postgres, name: str) -> str:
+    """Another database of the cluster owned by the ``mlflow`` role (an Optuna study's, say);
+    its SQLAlchemy URL with the role's password."""
+    import psycopg2
+
+    admin = psycopg2.connect(
+        host=str(server.base), port=server.port, user=SUPERUSER, dbname="postgres"
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name} OWNER {ROLE}")
+    admin.close()
+    return f"postgresql+psycopg2://{ROLE}:{server.password}@127.0.0.1:{server.port}/{name}"
+
+
 def stop_postgres(server: Postgres) -> None:
     if (server.data_dir / "postmaster.pid").exists():
         server.pg_ctl("stop", "-m", "fast", "-w", "-t", "60")

@@ -44,6 +44,7 @@ STALE_AFTER_EDIT: dict[str, frozenset[str]] = {
     "training/data.py": {"train"},
     "training/checkpoints.py": {"train"},
     "training/report.py": {"train"},
+    "training/pruning.py": {"train"},
     "metrics/__init__.py": MODEL,
     "threads.py": MODEL,
     "devices.py": MODEL,
@@ -74,4 +75,8 @@ STALE_AFTER_EDIT: dict[str, frozenset[str]] = {
     "lineage/render.py": NONE,
     "lineage/resolve.py": NONE,
     "lineage/verify.py": NONE,
+    "hparams_search/__init__.py": NONE,
+    "hparams_search/spec.py": NONE,
+    "hparams_search/runs.py": NONE,
+    "hparams_search/worker.py": NONE,
 }

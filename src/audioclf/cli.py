@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -90,6 +91,54 @@ def _lineage(args: argparse.Namespace) -> int:
         repo=args.repo,
         tracking_uri=args.tracking_uri,
     )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from audioclf.config import ConfigError, user_repo_root
+    from audioclf.hparams_search import spec as search_spec
+    from audioclf.hparams_search import worker
+
+    root = user_repo_root()
+    try:
+        spec = search_spec.load_spec(
+            args.search, root, overrides=args.overrides, n_trials=args.n_trials
+        )
+    except ConfigError as err:
+        print(f"audioclf sweep: error: {err}", file=sys.stderr)
+        return 2
+    sweep = worker.join(
+        spec,
+        root,
+        storage=args.storage,
+        git_remote=args.git_remote,
+        worker_index=args.worker_index,
+    )
+    print(
+        f"study {spec.study_name!r} in {worker.shown_storage(sweep.storage)}: {spec.n_trials} "
+        f"trials, {spec.direction} {spec.objective}; MLflow parent run {sweep.parent_id}"
+    )
+    study = worker.run_workers(sweep, jobs=args.jobs)
+    return report_study(study, spec)
+
+
+def report_study(study, spec) -> int:
+    from optuna.trial import TrialState
+
+    states: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        print("audioclf sweep: error: no trial completed", file=sys.stderr)
+        return 1
+    best = study.best_trial
+    print(
+        f"best: trial {best.number} ({best.user_attrs.get('dvc_experiment')}) "
+        f"{spec.objective} {best.value:.4f} with "
+        + " ".join(f"{k}={v}" for k, v in best.params.items())
+    )
+    return 0
 
 
 def positive_int(text: str) -> int:
@@ -219,6 +268,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow store (default: MLFLOW_TRACKING_URI, else the repo's mlflow.db)",
     )
     lineage.set_defaults(func=_lineage)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run (or join) a hyperparameter search of conf/hparams_search/NAME.yaml",
+        description="Run trials of an Optuna study until it holds its n_trials: each trial a "
+        "`dvc exp run --temp` (a DVC experiment) whose MLflow run is a child of the sweep's "
+        "parent run. Workers on other machines join with the same command and a shared "
+        "--storage. Exit code 1 if no trial completed, 2 for a bad search config.",
+    )
+    sweep.add_argument("search", metavar="NAME", help="conf/hparams_search/NAME.yaml")
+    sweep.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override every trial takes (as `dvc exp run -S`); repeatable",
+    )
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna's storage URL, shared by all workers (default: $AUDIOCLF_OPTUNA_STORAGE, "
+        "else the search's storage, else sqlite:///optuna.db in the repository)",
+    )
+    sweep.add_argument(
+        "--jobs", type=positive_int, default=1, help="workers in this process (default 1)"
+    )
+    sweep.add_argument(
+        "--git-remote",
+        default=None,
+        metavar="REMOTE",
+        help="push each trial's experiment there with `dvc exp push` (and its outputs to the "
+        "default DVC remote)",
+    )
+    sweep.add_argument(
+        "--worker-index",
+        type=int,
+        default=int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")),
+        help="shifts the sampler's seed, so workers started together draw different points "
+        "(default: $SLURM_ARRAY_TASK_ID, else 0)",
+    )
+    sweep.add_argument(
+        "--n-trials", type=positive_int, default=None, help="instead of the search's n_trials"
+    )
+    sweep.set_defaults(func=_sweep)
     return parser
 
 

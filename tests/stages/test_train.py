@@ -78,6 +78,12 @@ def test_early_stopping_stops_and_exports_the_best_model(
     run = MlflowClient(f"sqlite:///{trained_project.root / 'mlflow.db'}").get_run(run_id)
     assert run.data.tags["train.stopped_early"] == "true"
     assert run.data.tags["train.best_epoch"] == "2"
+    # The runs table says what validation measures: speakers carved out of train, none shared.
+    described = validation["validation"]
+    assert described["group_column"] == "speaker" and described["shared_with_train"] == 0
+    assert run.data.tags["validation.group_column"] == "speaker"
+    assert run.data.tags["validation.shares_groups_with_train"] == "false"
+    assert run.data.tags["validation.groups"] == str(described["validation_groups"])
 
     monkeypatch.setattr(loop, "eval_metrics", real_metrics)
     run_stage(train, ["train.epochs=3", "train.export=last"])
@@ -114,3 +120,40 @@ def test_same_machine_threads_and_versions_give_byte_identical_models(
     assert logged == {"environment/environment.json", "environment/packages.txt"}
     packages = Path(client.download_artifacts(run_id, "environment/packages.txt", str(tmp_path)))
     assert any(line.startswith("torch==") for line in packages.read_text().splitlines())
+
+
+def test_a_sweep_trial_that_its_pruner_stops_ends_early_and_says_pruned(
+    trained_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial of `audioclf sweep` reports val/accuracy to its Optuna trial after each epoch;
+    a pruner that wants 2.0 (never reached) stops it after the first evaluation. The pruner
+    comes from the environment: Optuna's storage keeps none."""
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from audioclf.tracking.tags import TRIAL_ENV
+    from audioclf.training import pruning
+
+    storage = f"sqlite:///{trained_project.root / 'optuna.db'}"
+    study = optuna.create_study(study_name="pruned", storage=storage)
+    trial = study.ask()
+    for name, value in (
+        (pruning.STORAGE_ENV, storage),
+        (pruning.STUDY_ENV, "pruned"),
+        (TRIAL_ENV, str(trial.number)),
+        (pruning.CURVE_ENV, "accuracy"),
+        (pruning.PRUNER_ENV, json.dumps({"name": "threshold", "lower": 2.0})),
+    ):
+        monkeypatch.setenv(name, value)
+    run_stage(train, ["train.epochs=3"])
+
+    cfg = trained_project.cfg()
+    validation = json.loads(Path(cfg.paths.validation).read_text())
+    assert validation["pruned"] is True and validation["epochs_trained"] == 1
+    reported = study.get_trials()[0].intermediate_values
+    assert list(reported) == [1] and 0.0 <= reported[1] <= 1.0
+    assert (Path(cfg.paths.model) / "model.safetensors").is_file()
+    run_id = json.loads(Path(cfg.paths.run).read_text())["run_id"]
+    run = MlflowClient(f"sqlite:///{trained_project.root / 'mlflow.db'}").get_run(run_id)
+    assert run.data.tags["train.pruned"] == "true"
+    assert run.data.tags["optuna.trial"] == str(trial.number)

@@ -266,17 +266,39 @@ def log_training_outputs(
 
 
 def log_validation_summary(run_id: str, summary: dict[str, Any]) -> None:
-    """The best validation figures as ``val_best/*`` metrics; how training ended as tags."""
+    """The best validation figures as ``val_best/*`` metrics; how training ended as tags;
+    what validation measures as ``validation.*`` tags (:func:`validation_tags`)."""
     client = MlflowClient()
     numbers = {k[len("best_") :]: v for k, v in summary.items() if k.startswith("best_")}
     client.log_batch(
         run_id,
         metrics=[metric(f"val_best/{k}", v) for k, v in numbers.items() if k != "epoch"],
         tags=[
-            RunTag(f"train.{key}", str(summary[key]).lower())
-            for key in ("best_epoch", "epochs_trained", "stopped_early")
+            *(
+                RunTag(f"train.{key}", str(summary.get(key)).lower())
+                for key in ("best_epoch", "epochs_trained", "stopped_early", "pruned")
+            ),
+            *(RunTag(k, v) for k, v in validation_tags(summary.get("validation")).items()),
         ],
     )
+
+
+def validation_tags(described: dict[str, Any] | None) -> dict[str, str]:
+    """Whether validation holds speakers (groups) that train has heard: ``val_best/*`` then
+    overstates accuracy on new speakers, and the runs table says so beside it."""
+    if not described or not described.get("group_column"):
+        return {"validation.group_column": "none"} if described else {}
+    shared = described.get("shared_with_train")
+    tags = {
+        "validation.group_column": str(described["group_column"]),
+        "validation.grouped_by": str(described.get("grouped_by")),
+        "validation.groups": str(described.get("validation_groups")),
+        "validation.shared_with_train": str(shared),
+        "validation.shares_groups_with_train": str(bool(shared)).lower(),
+    }
+    if note := described.get("note"):
+        tags["validation.note"] = str(note)
+    return tags
 
 
 def log_model_metrics(run_id: str, model_id: str) -> None:

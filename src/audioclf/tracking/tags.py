@@ -15,6 +15,11 @@ from omegaconf import DictConfig
 from audioclf.dvc_stages import data_stages
 
 SWEEP_TAG = "sweep"
+# `audioclf sweep` runs each trial as `dvc exp run` with these set (audioclf.hparams_search):
+# the train stage nests its run under the sweep's parent run and names its Optuna trial.
+PARENT_RUN_ENV = "AUDIOCLF_SWEEP_PARENT_RUN_ID"
+TRIAL_ENV = "AUDIOCLF_SWEEP_TRIAL"
+TRIAL_TAG = "optuna.trial"
 STAGE_TAG = "pipeline.stage"
 STAGE_STATUS_TAG = "pipeline.stage_status"
 ERROR_TAG = "pipeline.error"
@@ -110,6 +115,10 @@ def dvc_tags(tracking: DictConfig | None = None) -> dict[str, str]:
         tags["dvc.baseline_rev"] = baseline
     if sweep := sweep_name(tracking):
         tags[SWEEP_TAG] = sweep
+    if parent := os.environ.get(PARENT_RUN_ENV):
+        tags["mlflow.parentRunId"] = parent
+    if trial := os.environ.get(TRIAL_ENV):
+        tags[TRIAL_TAG] = trial
     return tags
 
 

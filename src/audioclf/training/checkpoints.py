@@ -29,6 +29,7 @@ class TrainState:
     best: dict[str, float] | None = None
     best_epoch: int | None = None
     stopped_early: bool = False
+    pruned: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
 

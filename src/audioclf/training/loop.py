@@ -31,6 +31,7 @@ from audioclf.models.saved import WINDOW_ATTRIBUTE
 from audioclf.training import checkpoints
 from audioclf.training.checkpoints import TrainState
 from audioclf.training.data import WaveAugment, clip_lengths, make_loader
+from audioclf.training.pruning import reporter_from_env
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def fit(
 
     metric = train.best_metric
     patience = train.get("early_stopping_patience")
+    reporter = reporter_from_env() if accelerator.is_main_process else None
     for epoch in range(state.epoch, train.epochs):
         if state.stopped_early:  # a resumed run that had already stopped
             break
@@ -254,6 +256,10 @@ def fit(
                     state.best[metric],
                     state.best_epoch,
                 )
+            prune = reporter is not None and reporter.should_prune(state.epoch, scores)
+            if any(gather_object([prune])):
+                state.stopped_early = state.pruned = True
+                log.info("the sweep's pruner stopped this trial after epoch %d", state.epoch)
         if improved:
             checkpoints.save(accelerator, checkpoint_dir, "best", state)
         last_epoch = state.epoch == train.epochs or state.stopped_early

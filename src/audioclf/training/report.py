@@ -41,5 +41,6 @@ def validation_summary(state: TrainState, manifest: Path | None = None) -> dict[
         "best_epoch": state.best_epoch,
         "epochs_trained": state.epoch,
         "stopped_early": state.stopped_early,
+        "pruned": state.pruned,
         "validation": described,
     }
