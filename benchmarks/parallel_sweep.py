@@ -12,6 +12,9 @@ start of the workers until both experiments are collected, for
 - ``oversubscribed`` (``--oversubscribed``): two workers with ``OMP_NUM_THREADS`` = cores,
   i.e. torch's default of one thread per core in each: what ``-j 2`` cost before the rule.
 
+With ``--search`` the same two experiments are the grid of an ``audioclf sweep`` instead
+(``conf/hparams_search/``, each trial ``dvc exp run --temp``), on ``--jobs N`` workers.
+
 Each scenario queues its own learning rates (DVC's run cache would otherwise restore the
 second scenario's outputs instead of training), and the workers of one scenario have exited
 before the next starts (a worker left idle would join the next one). ``OMP_NUM_THREADS`` and
@@ -83,6 +86,8 @@ def run_figures(ws: Workspace, sweep: str) -> list[dict[str, Any]]:
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.sweep = '{sweep}'")
     out = []
     for run in sorted(runs, key=lambda r: r.info.start_time):
+        if run.data.tags.get("sweep.role") == "parent":  # an audioclf sweep's parent run
+            continue
         history = client.get_metric_history(run.info.run_id, "train/loss")
         stamps = [m.timestamp for m in history]
         out.append(
@@ -98,10 +103,37 @@ def run_figures(ws: Workspace, sweep: str) -> list[dict[str, Any]]:
     return out
 
 
+def search_command(
+    ws: Workspace, sweep: str, learning_rates: Sequence[str], jobs: int
+) -> list[str]:
+    """``audioclf sweep`` of a grid over ``learning_rates``, written to conf/hparams_search/."""
+    import yaml
+
+    recipe = [o for o in ws.overrides if not o.startswith("train.learning_rate=")]
+    search = {
+        "objective": "best_loss",
+        "direction": "minimize",
+        "n_trials": len(learning_rates),
+        "sampler": {"name": "grid"},
+        "overrides": recipe,
+        "space": {
+            "train.learning_rate": {
+                "type": "categorical",
+                "choices": [float(r) for r in learning_rates],
+            }
+        },
+    }
+    path = ws.root / "conf" / "hparams_search" / f"{sweep}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(search))
+    return [sys.executable, "-m", "audioclf.cli", "sweep", sweep, "--jobs", str(jobs)]
+
+
 def run_scenario(
-    ws: Workspace, name: str, learning_rates: Sequence[str], timeout_s: float
+    ws: Workspace, name: str, learning_rates: Sequence[str], timeout_s: float, search: bool = False
 ) -> dict[str, Any]:
-    """Queue ``learning_rates`` as experiments and run them on ``WORKERS[name]`` workers."""
+    """Queue ``learning_rates`` as experiments and run them on ``WORKERS[name]`` workers
+    (``search``: as the grid of an ``audioclf sweep`` on ``--jobs WORKERS[name]``)."""
     sweep = f"bench-{name}-{learning_rates[0]}"
     recipe = [o for o in ws.overrides if not o.startswith("train.learning_rate=")]
     sets = [arg for override in recipe for arg in ("-S", override)]
@@ -111,7 +143,8 @@ def run_scenario(
         "-S",
         f"tracking.sweep={sweep}",
     )
-    ws.dvc("exp", "run", "--queue", *sets, *grid)
+    if not search:
+        ws.dvc("exp", "run", "--queue", *sets, *grid)
     env = ws.env()
     env.pop("OMP_NUM_THREADS", None)
     if name == "oversubscribed":
@@ -126,8 +159,11 @@ def run_scenario(
     load_before = loadavg()[0]
     with output.open("w") as out:
         start = time.perf_counter()
+        command = [str(dvc), "exp", "run", "--run-all", "-j", str(workers)]
+        if search:
+            command = search_command(ws, sweep, learning_rates, workers)
         done = subprocess.run(
-            [str(dvc), "exp", "run", "--run-all", "-j", str(workers)],
+            command,
             cwd=ws.root,
             env=env,
             stdout=out,
@@ -136,7 +172,8 @@ def run_scenario(
             check=False,
         )
         wall = time.perf_counter() - start
-    stop_workers(ws)
+    if not search:
+        stop_workers(ws)
     runs = run_figures(ws, sweep)
     if done.returncode != 0 or [r for r in runs if r["status"] != "FINISHED"]:
         raise RuntimeError(f"{name}: {runs}\n{output.read_text()[-3000:]}")
@@ -145,7 +182,11 @@ def run_scenario(
 
 
 def parallel_sweep(
-    ws: Workspace, rounds: int = 1, oversubscribed: bool = False, timeout_s: float = 3600
+    ws: Workspace,
+    rounds: int = 1,
+    oversubscribed: bool = False,
+    timeout_s: float = 3600,
+    search: bool = False,
 ) -> dict[str, Any]:
     """``rounds`` times each scenario, alternating their order; the wall times' medians."""
     prepare(ws)
@@ -156,11 +197,12 @@ def parallel_sweep(
         for name in names if round_ % 2 == 0 else reversed(names):
             rates = [f"{(serial + i + 1) * 1e-4:.4g}" for i in range(EXPERIMENTS)]
             serial += EXPERIMENTS
-            scenarios[name].append(run_scenario(ws, name, rates, timeout_s))
+            scenarios[name].append(run_scenario(ws, name, rates, timeout_s, search=search))
     walls = {name: median([r["wall_s"] for r in runs]) for name, runs in scenarios.items()}
     ratio = walls["parallel"] / walls["sequential"]
     return {
         "experiments": EXPERIMENTS,
+        "how": "audioclf sweep --jobs N" if search else "dvc exp run --run-all -j N",
         "cores": usable_cores(),
         "recipe": [o for o in ws.overrides if not o.startswith("train.learning_rate=")],
         "wall_s": walls,
@@ -185,8 +227,13 @@ def rows(figure: dict[str, Any] | None) -> list[tuple[str, str, str, str, str]]:
     walls, last = figure["wall_s"], {k: v[-1] for k, v in figure["scenarios"].items()}
     out = [
         (
-            f"Parallel sweep: {figure['experiments']} queued experiments, `-j 2` / `-j 1` wall "
-            "time",
+            (
+                f"Parallel search: {figure['experiments']} trials of `audioclf sweep`, "
+                "`--jobs 2` / `--jobs 1` wall time"
+                if figure.get("how", "").startswith("audioclf")
+                else f"Parallel sweep: {figure['experiments']} queued experiments, `-j 2` / "
+                "`-j 1` wall time"
+            ),
             f"{figure['ratio_parallel_to_sequential']:.2f} ({walls['parallel']:.0f} s, "
             f"{_runs_text(last['parallel']['runs'])} vs {walls['sequential']:.0f} s, "
             f"{_runs_text(last['sequential']['runs'])})",
@@ -219,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--oversubscribed", action="store_true", help="also -j 2 with one thread per core each"
     )
+    parser.add_argument(
+        "--search", action="store_true", help="the experiments as an audioclf sweep's grid"
+    )
     parser.add_argument("--out", default=None, help="write the figure as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -227,7 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ws.overrides = [o for o in ws.overrides if not o.startswith("train.epochs=")]
         ws.overrides.append(f"train.epochs={args.epochs}")
         ws.write_params()
-        figure = parallel_sweep(ws, rounds=args.rounds, oversubscribed=args.oversubscribed)
+        figure = parallel_sweep(
+            ws, rounds=args.rounds, oversubscribed=args.oversubscribed, search=args.search
+        )
     show_figure(figure, rows, args.out)
     return 0 if figure["met"] else 1
 

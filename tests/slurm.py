@@ -63,8 +63,14 @@ class Slurm:
             time.sleep(3)
 
 
+def program(name: str) -> str | None:
+    """A daemon on PATH, else in /usr/sbin (where Debian puts them, off a user's PATH)."""
+    found = shutil.which(name) or Path("/usr/sbin", name)
+    return str(found) if Path(found).is_file() else None
+
+
 def start_slurm(cpus: int = 2) -> Slurm:
-    missing = [d for d in DAEMONS if shutil.which(d) is None]
+    missing = [d for d in DAEMONS if program(d) is None]
     if missing:
         unavailable(f"{', '.join(missing)} not found: apt-get install slurm-wlm munge")
     if os.geteuid() != 0:
@@ -104,7 +110,7 @@ def start_slurm(cpus: int = 2) -> Slurm:
     cluster.conf.write_text("\n".join(lines) + "\n")
     try:
         cluster.run(
-            "munged",
+            program("munged"),
             "--force",
             f"--key-file={key}",
             f"--socket={munge_socket}",
@@ -112,8 +118,8 @@ def start_slurm(cpus: int = 2) -> Slurm:
             f"--seed-file={base / 'munged.seed'}",
             f"--log-file={base / 'munged.log'}",
         )
-        cluster.run("slurmctld", "-f", str(cluster.conf))
-        cluster.run("slurmd", "-f", str(cluster.conf))
+        cluster.run(program("slurmctld"), "-f", str(cluster.conf))
+        cluster.run(program("slurmd"), "-f", str(cluster.conf))
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while "idle" not in cluster.run("sinfo", "-h", "-o", "%t"):
             if time.monotonic() > deadline:

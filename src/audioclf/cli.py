@@ -106,13 +106,17 @@ def _sweep(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"audioclf sweep: error: {err}", file=sys.stderr)
         return 2
-    sweep = worker.join(
-        spec,
-        root,
-        storage=args.storage,
-        git_remote=args.git_remote,
-        worker_index=args.worker_index,
-    )
+    try:
+        sweep = worker.join(
+            spec,
+            root,
+            storage=args.storage,
+            git_remote=args.git_remote,
+            worker_index=args.worker_index,
+        )
+    except worker.StorageError as err:
+        print(f"audioclf sweep: error: {err}", file=sys.stderr)
+        return 2
     print(
         f"study {spec.study_name!r} in {worker.shown_storage(sweep.storage)}: {spec.n_trials} "
         f"trials, {spec.direction} {spec.objective}; MLflow parent run {sweep.parent_id}"

@@ -6,10 +6,11 @@ slower, and two experiments in parallel take longer than the same two in sequenc
 
 1. ``train.num_threads: N`` pins the count (for equal model bytes across machines).
 2. Else ``OMP_NUM_THREADS``, when set, is the count torch already took: kept.
-3. Else, inside a queued experiment (the stage runs in DVC's temporary copy under
-   ``$DVC_ROOT/.dvc/tmp/exps/``), ``max(1, cores // running)``: ``cores`` are those this process
-   may run on (its CPU affinity), ``running`` the queued experiments of the same repository
-   that have a live process in their copy now, this one included. ``-j 2`` on 2 cores gives 1
+3. Else, inside a queued or ``--temp`` experiment (the stage runs in DVC's temporary copy
+   under ``$DVC_ROOT/.dvc/tmp/exps/``, as each trial of ``audioclf sweep`` does),
+   ``max(1, cores // running)``: ``cores`` are those this process may run on (its CPU
+   affinity), ``running`` the experiments of the same repository that have a live process in
+   their copy now, this one included. ``-j 2`` on 2 cores gives 1
    thread each; ``-j 1`` (or one experiment left) keeps every core.
 4. Else (``dvc repro``, ``dvc exp run`` in the workspace) torch's default, one per core.
 
@@ -70,9 +71,11 @@ def experiment_copies_dir(cwd: Path | None = None) -> Path | None:
 def running_experiments(copies: Path) -> int:
     """The experiment copies under ``copies`` in which some process works now.
 
-    A copy is a folder holding a DVC project (``.dvc/``); DVC deletes it when its experiment
-    ends, but one whose worker was killed stays: only copies that are some live process's
-    working directory count (DVC's own worker folders under ``copies`` hold no project).
+    A copy is a folder holding a DVC project (``.dvc/``): ``copies/<tmp>`` for a queued
+    experiment, ``copies/standalone/<tmp>`` for ``dvc exp run --temp`` (each trial of
+    ``audioclf sweep``). DVC deletes it when its experiment ends, but one whose worker was killed
+    stays: only copies that are some live process's working directory count (DVC's own worker
+    folders under ``copies`` hold no project).
     """
     copies = copies.resolve()
     busy: set[Path] = set()
@@ -81,11 +84,14 @@ def running_experiments(copies: Path) -> int:
         if not cwd:
             continue
         try:
-            top = Path(cwd).relative_to(copies).parts[:1]
+            parts = Path(cwd).relative_to(copies).parts
         except ValueError:
             continue
-        if top and (copies / top[0] / ".dvc").is_dir():
-            busy.add(copies / top[0])
+        for depth in (1, 2):
+            copy = copies.joinpath(*parts[:depth])
+            if len(parts) >= depth and (copy / ".dvc").is_dir():
+                busy.add(copy)
+                break
     return len(busy)
 
 

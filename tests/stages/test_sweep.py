@@ -61,11 +61,13 @@ def test_queued_experiments_share_the_cores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Inside an experiment copy, torch gets the cores divided by the copies some live process
-    works in: a stale copy and DVC's own worker folder do not count."""
+    works in (queued ones, and `dvc exp run --temp` ones under standalone/, as a sweep's
+    trials run): a stale copy and DVC's own worker folder do not count."""
     repo = tmp_path / "repo"
     copies = repo / ".dvc" / "tmp" / "exps"
     ours, other, stale = (copies / name for name in ("tmpours", "tmpother", "tmpstale"))
-    for copy in (ours, other, stale):
+    temp = copies / "standalone" / "tmptrial"
+    for copy in (ours, other, stale, temp):
         (copy / ".dvc").mkdir(parents=True)
     (copies / "celery").mkdir()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -79,15 +81,17 @@ def test_queued_experiments_share_the_cores(
     )
 
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
-    others = [subprocess.Popen(sleep, cwd=folder) for folder in (other, copies / "celery")]
+    folders = (other, temp / "src", copies / "celery", copies / "standalone")
+    (temp / "src").mkdir()
+    others = [subprocess.Popen(sleep, cwd=folder) for folder in folders]
     try:
         shared = threads.thread_budget(None)
     finally:
         for process in others:
             process.kill()
             process.wait()
-    assert shared.threads == max(1, cores // 2)
-    assert shared.rule == f"queued experiment: {cores} cores / 2 running experiments"
+    assert shared.threads == max(1, cores // 3)
+    assert shared.rule == f"queued experiment: {cores} cores / 3 running experiments"
 
     assert threads.thread_budget(3) == threads.ThreadBudget(3, "train.num_threads")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

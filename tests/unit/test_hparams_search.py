@@ -153,3 +153,19 @@ def test_the_storage_url_comes_from_the_flag_then_the_environment_then_the_repo(
     assert storage_url(spec, root, "sqlite:///x.db") == "sqlite:///x.db"
     shown = shown_storage("postgresql+psycopg2://mlflow:s3cret@127.0.0.1:5432/optuna")
     assert "s3cret" not in shown and shown.endswith("@127.0.0.1:5432/optuna")
+
+
+def test_a_storage_that_does_not_open_is_an_error_naming_it_without_its_password(
+    root: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audioclf.cli import main
+
+    monkeypatch.chdir(root)
+    write_search(root, "s", objective="best_loss", n_trials=1, space=LR)
+    storage = "nosuchdb://user:s3cret@127.0.0.1/optuna"
+    code = main(["sweep", "s", "--storage", storage])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot open the study's storage nosuchdb://user:***@127.0.0.1/optuna" in err
+    assert "s3cret" not in err
+    assert not (root / "mlflow.db").exists()  # nothing was opened before the storage failed

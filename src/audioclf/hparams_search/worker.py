@@ -34,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from audioclf.config import compose_conf
 from audioclf.hparams_search import runs
@@ -49,6 +50,10 @@ STORAGE_ENV = "AUDIOCLF_OPTUNA_STORAGE"
 LOG_DIR = Path(".dvc") / "tmp" / "sweeps"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 PARENT_WAIT_S = 120
+
+
+class StorageError(RuntimeError):
+    """The study's storage URL is malformed or its database cannot be reached."""
 
 
 class TrialError(RuntimeError):
@@ -67,7 +72,10 @@ def storage_url(spec: SearchSpec, root: Path, given: str | None = None) -> str:
 
 def shown_storage(url: str) -> str:
     """The storage URL with any password hidden: what runs and logs may show."""
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "<a storage URL that does not parse>"
 
 
 @dataclass
@@ -101,22 +109,28 @@ def join(
 ) -> Sweep:
     """Create the study (and its parent run) or join it when another worker did."""
     url = storage_url(spec, root, storage)
+
+    def fail_run(study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna failed a trial whose worker stopped beating: its run FAILED too."""
+        log.warning("trial %d's worker stopped beating: trial FAILED", trial.number)
+        runs.fail_stale_run(client, experiment_id, trial, spec)
+
+    try:
+        rdb = optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=spec.heartbeat_s,
+            grace_period=2 * spec.heartbeat_s,
+            heartbeat_stale_trial_callback=fail_run,
+        )
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        raise StorageError(f"cannot open the study's storage {shown_storage(url)}: {err}") from err
     composed = compose_conf(spec.overrides, root=root)
     tracking_uri = store.tracking_uri(composed.tracking, root)
     store.configure(composed.tracking)
     experiment_id = store.ensure_experiment(composed.tracking)
     client = MlflowClient(tracking_uri)
 
-    def fail_run(study: optuna.Study, trial: FrozenTrial) -> None:
-        log.warning("trial %d's worker stopped beating: trial FAILED", trial.number)
-        runs.fail_stale_run(client, experiment_id, trial, spec)
 
-    rdb = optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=spec.heartbeat_s,
-        grace_period=2 * spec.heartbeat_s,
-        heartbeat_stale_trial_callback=fail_run,
-    )
     sampler = spec.make_sampler(worker_index)
     try:
         study = optuna.create_study(
@@ -204,9 +218,12 @@ def run_trial(sweep: Sweep, trial: optuna.Trial) -> float:
             runs.tag_trial(sweep.client, found.info.run_id, sweep.parent_id, trial, spec, "FAIL")
         tail = logfile.read_text(errors="replace")[-1500:]
         raise TrialError(f"dvc exp run of {name} failed ({code}); log {logfile}:\n{tail}")
-    rev = experiment_rev(sweep.root, name)
     validation_path = str(sweep.composed.paths.validation)
-    validation = json.loads(git_show(sweep.root, rev, validation_path))
+    try:
+        rev = experiment_rev(sweep.root, name)
+        validation = json.loads(git_show(sweep.root, rev, validation_path))
+    except (subprocess.CalledProcessError, json.JSONDecodeError) as err:
+        raise TrialError(f"experiment {name} has no readable {validation_path}: {err}") from err
     found = runs.trial_run(sweep.client, sweep.experiment_id, name)
     if found is None:  # restored from DVC's run cache: nothing trained, no run opened
         original = json.loads(git_show(sweep.root, rev, str(sweep.composed.paths.run)))["run_id"]
@@ -288,13 +305,30 @@ def work(sweep: Sweep, poll_s: float = 2.0) -> None:
             return
 
 
+def study_done(sweep: Sweep) -> bool:
+    counted, running = counts(sweep.study)
+    return counted >= sweep.spec.n_trials and not running
+
+
 def run_workers(sweep: Sweep, jobs: int = 1) -> optuna.Study:
-    """``jobs`` workers in threads of this process (each trial is a process of its own);
-    then the parent run is closed with the best trial."""
-    threads = [threading.Thread(target=work, args=(sweep,)) for _ in range(jobs)]
+    """``jobs`` workers in threads of this process (each trial is a process of its own). The
+    worker that sees the study done closes the parent run with the best trial; an error that
+    stops a worker is raised once the others have stopped."""
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            work(sweep)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(jobs)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    runs.finish_parent(sweep.client, sweep.parent_id, sweep.study)
+    if study_done(sweep):
+        runs.finish_parent(sweep.client, sweep.parent_id, sweep.study)
+    if errors:
+        raise errors[0]
     return sweep.study
