@@ -23,7 +23,7 @@ repro: $(VENV)/.installed
 	dvc checkout --relink --quiet
 
 test: $(VENV)/.installed lint
-	python -m pytest -q
+	python -m pytest -q --durations=25
 
 # The quick loop: every test but tests/system/ (marked slow by folder: pipelines, DVC, servers).
 test-fast: $(VENV)/.installed lint
