@@ -121,7 +121,15 @@ def _sweep(args: argparse.Namespace) -> int:
         f"study {spec.study_name!r} in {worker.shown_storage(sweep.storage)}: {spec.n_trials} "
         f"trials, {spec.direction} {spec.objective}; MLflow parent run {sweep.parent_id}"
     )
-    study = worker.run_workers(sweep, jobs=args.jobs)
+    try:
+        study = worker.run_workers(sweep, jobs=args.jobs)
+    except KeyboardInterrupt:
+        print(
+            "audioclf sweep: stopped; the interrupted trials are FAIL, the others kept: run the "
+            "same command to go on with the study",
+            file=sys.stderr,
+        )
+        return 130
     return report_study(study, spec)
 
 

@@ -55,18 +55,8 @@ def sweep_command(*args: str) -> list[str]:
 
 
 def run_sweep(repo: Path, *args: str, timeout: float = 900, **env: str) -> str:
-    result = subprocess.run(
-        sweep_command(*args),
-        cwd=repo,
-        env=env_for(repo, **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    return output
+    """`audioclf sweep ARGS` in ``repo``; its output."""
+    return run_in(repo, *sweep_command(*args), env=env, timeout=timeout)
 
 
 def experiments_shown(repo: Path) -> dict[str, dict]:

@@ -93,6 +93,7 @@ class Sweep:
     git_remote: str | None = None
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     push_lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def experiment_name(self, trial: optuna.Trial) -> str:
         stem = re.sub(r"[^A-Za-z0-9_-]+", "-", self.spec.study_name).strip("-") or "sweep"
@@ -290,9 +291,10 @@ def counts(study: optuna.Study) -> tuple[int, int]:
 
 
 def work(sweep: Sweep, poll_s: float = 2.0) -> None:
-    """Run trials until the study holds ``n_trials`` of them and none is running."""
+    """Run trials until the study holds ``n_trials`` of them and none is running (or the
+    sweep is stopping)."""
     study = sweep.study
-    while True:
+    while not sweep.stopping.is_set():
         optuna.storages.fail_stale_trials(study)
         counted, running = counts(study)
         if counted < sweep.spec.n_trials:
@@ -325,8 +327,14 @@ def run_workers(sweep: Sweep, jobs: int = 1) -> optuna.Study:
     threads = [threading.Thread(target=worker) for _ in range(jobs)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:  # Ctrl-C reached the trials too: start no more, then stop
+        sweep.stopping.set()
+        for thread in threads:
+            thread.join()
+        raise
     if study_done(sweep):
         runs.finish_parent(sweep.client, sweep.parent_id, sweep.study)
     if errors:
