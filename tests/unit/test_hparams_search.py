@@ -95,9 +95,12 @@ def test_a_grid_takes_choices_only_and_its_points_are_the_grid(root: Path) -> No
     with pytest.raises(ConfigError, match="a grid takes categorical choices only"):
         load_spec("loose", root)
     choices = {"train.learning_rate": {"type": "categorical", "choices": [0.001, 0.003]}}
-    write_search(root, "grid", objective="best_loss", n_trials=2, sampler="grid", space=choices)
+    write_search(root, "grid", objective="best_loss", sampler="grid", space=choices)
     spec = load_spec("grid", root)
     assert spec.grid() == {"train.learning_rate": [0.001, 0.003]}
+    assert spec.n_trials == 2  # a grid's trials are its points, at most
+    assert load_spec("grid", root, n_trials=5).n_trials == 2
+    assert load_spec("grid", root, n_trials=1).n_trials == 1
     study = optuna.create_study(sampler=spec.make_sampler())
     study.optimize(lambda t: spec.space[0].suggest(t), n_trials=2)
     assert sorted(t.params["train.learning_rate"] for t in study.trials) == [0.001, 0.003]

@@ -7,6 +7,9 @@ the composed config, so a misspelled key fails before any trial runs, naming the
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +175,8 @@ def load_spec(
         loose = [p.key for p in spec.space if p.type != "categorical"]
         if loose:
             raise ConfigError(f"{path}: a grid takes categorical choices only; not {loose}")
+        points = math.prod(len(p.choices) for p in spec.space)
+        spec = dataclasses.replace(spec, n_trials=min(spec.n_trials, points))
     return spec
 
 
@@ -186,6 +191,12 @@ def _objective(raw: DictConfig, path: Path) -> str:
     return objective
 
 
+def _is_grid(raw: DictConfig) -> bool:
+    sampler = raw.get("sampler")
+    name = sampler.get("name") if isinstance(sampler, DictConfig) else sampler
+    return name == "grid"
+
+
 def _choice(raw: DictConfig, key: str, allowed: Sequence[str], path: Path, default: str) -> str:
     value = str(raw.get(key) or default)
     if value not in allowed:
@@ -194,7 +205,10 @@ def _choice(raw: DictConfig, key: str, allowed: Sequence[str], path: Path, defau
 
 
 def _n_trials(raw: DictConfig, path: Path, given: int | None) -> int:
+    """``n_trials`` (a grid's default and most: its number of points)."""
     value = given if given is not None else raw.get("n_trials")
+    if value is None and _is_grid(raw):
+        return sys.maxsize
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{path}: n_trials must be a whole number of at least 1, not {value!r}")
     return value
