@@ -272,7 +272,7 @@ def shared_study(tmp_path: Path, storage: str, tracking_uri: str, password: str)
         objective="best_loss",
         direction="minimize",
         n_trials=6,
-        heartbeat_s=2,
+        heartbeat_s=5,  # a killed worker's trial is FAIL 10 s after its last beat
         sampler={"name": "random", "seed": 0},
         space={"train.learning_rate": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True}},
     )
