@@ -134,14 +134,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def report_study(study, spec) -> int:
-    from optuna.trial import TrialState
+    from audioclf.hparams_search.runs import trial_counts
 
-    states: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
-        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    states = {state: n for state, n in trial_counts(study).items() if n}
     print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    if not states.get("COMPLETE"):
         print("audioclf sweep: error: no trial completed", file=sys.stderr)
         return 1
     best = study.best_trial

@@ -141,11 +141,17 @@ def record_best(client: MlflowClient, parent_id: str, study: optuna.Study) -> No
     client.log_batch(parent_id, tags=tags)
 
 
-def record_counts(client: MlflowClient, parent_id: str, study: optuna.Study) -> dict[str, int]:
-    """Trials per state as the parent's tags (``trials.COMPLETE`` ...); the counts."""
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state name, every state listed (0 for none)."""
     counts = {state.name: 0 for state in optuna.trial.TrialState}
     for trial in study.get_trials(deepcopy=False):
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+        counts[trial.state.name] += 1
+    return counts
+
+
+def record_counts(client: MlflowClient, parent_id: str, study: optuna.Study) -> dict[str, int]:
+    """Trials per state as the parent's tags (``trials.COMPLETE`` ...); the counts."""
+    counts = trial_counts(study)
     client.log_batch(parent_id, tags=[RunTag(f"trials.{k}", str(v)) for k, v in counts.items()])
     return counts
 
