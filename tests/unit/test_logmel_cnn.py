@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def test_default_config_is_the_small_network() -> None:
     assert 100_000 < n_params < 200_000
     assert model.config.channels == [32, 64, 64, 128]
     assert model.config.n_mels == 32 and model.config.hop_length == 80
-    assert model.config.time_pooling == "max" and model.config.active_db == 10.0
+    assert model.config.time_pooling == "max" and model.config.active_db == 20.0
 
 
 def test_forward_shapes_loss_and_hidden_states() -> None:
@@ -196,15 +197,16 @@ def test_spec_augment_only_in_training() -> None:
 
 
 @pytest.mark.parametrize(
-    ("top_db", "freq_pooling", "time_pooling", "active_db"),
-    [(30.0, "max", "max", 10.0), (None, "mean", "mean", None)],
+    "options",
+    [
+        {"top_db": 30.0, "freq_pooling": "max", "time_pooling": "max", "active_db": 10.0},
+        {"top_db": None, "freq_pooling": "mean", "time_pooling": "mean", "active_db": None},
+        {"freq_pooling": "max", "time_pooling": "meanmax", "pool_freq_first": True},
+        {"time_pooling": "mean", "pool_freq_first": True, "normalize_per_band": True},
+    ],
 )
-def test_clip_scores_the_same_alone_and_in_a_padded_batch(
-    top_db: float | None, freq_pooling: str, time_pooling: str, active_db: float | None
-) -> None:
-    model = make_model(
-        top_db=top_db, freq_pooling=freq_pooling, time_pooling=time_pooling, active_db=active_db
-    )
+def test_clip_scores_the_same_alone_and_in_a_padded_batch(options: dict[str, Any]) -> None:
+    model = make_model(**options)
     clips = [tone(1.0, 250, 0), tone(0.6137, 700, 1), tone(0.3, 1200, 2), tone(0.1, 400, 3)]
     batch = extractor()(clips, sampling_rate=RATE, padding=True, return_tensors="pt")
     assert batch["attention_mask"].shape == (4, RATE)

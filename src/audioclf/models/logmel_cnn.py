@@ -72,11 +72,20 @@ class LogMelCNNConfig(PretrainedConfig):
             ``None`` keeps only the ``log(mel + 1e-6)`` floor. 30 dB helped a held-out speaker
             recorded with much cleaner silence than the training speakers.
         channels: output channels of the conv blocks (conv3x3-BatchNorm-ReLU-maxpool2x2 each).
-        freq_pooling: ``"mean"`` or ``"max"`` over the remaining mel axis after time pooling.
-        time_pooling: ``"mean"`` or ``"max"`` over a clip's valid frames.
+        freq_pooling: ``"mean"`` or ``"max"`` over the remaining mel axis.
+        time_pooling: ``"mean"``, ``"max"`` or ``"meanmax"`` (their sum) over a clip's valid
+            frames.
+        pool_freq_first: pool over mel bins within each frame, then over time. Each frame then
+            finds its pattern at whatever height a speaker's formants put it, where pooling
+            time first compares each mel band's strongest moment.
+        normalize_per_band: normalization statistics per mel band rather than over the whole
+            log-mel: subtracting each band's mean removes a recording's spectral tilt, which
+            varies with voice, microphone and room.
         active_db: normalization statistics come from the frames within this many dB of the
             clip's loudest (``None``: all frames), so the share of silence in a recording
-            does not shift its features.
+            does not shift its features. 20 dB beat 10 dB on every held-out speaker of the
+            development set (leave-one-speaker-out, 3 seeds): 10 dB also drops the quieter
+            phones of a word from the statistics.
         dropout: dropout before the linear classifier.
         mask_time_prob: SpecAugment, about the fraction of a clip's frames masked (0 = off).
         mask_time_length: frames per time mask.
@@ -102,7 +111,9 @@ class LogMelCNNConfig(PretrainedConfig):
         channels: Sequence[int] = (32, 64, 64, 128),
         freq_pooling: str = "max",
         time_pooling: str = "max",
-        active_db: float | None = 10.0,
+        pool_freq_first: bool = False,
+        normalize_per_band: bool = False,
+        active_db: float | None = 20.0,
         dropout: float = 0.2,
         mask_time_prob: float = 0.0,
         mask_time_length: int = 10,
@@ -115,9 +126,12 @@ class LogMelCNNConfig(PretrainedConfig):
             raise ValueError(f"win_length ({win_length}) must not exceed n_fft ({n_fft})")
         if not channels:
             raise ValueError("channels must name at least one conv block")
-        for name, pooling in (("freq_pooling", freq_pooling), ("time_pooling", time_pooling)):
-            if pooling not in ("mean", "max"):
-                raise ValueError(f"{name} must be 'mean' or 'max', not {pooling!r}")
+        if freq_pooling not in ("mean", "max"):
+            raise ValueError(f"freq_pooling must be 'mean' or 'max', not {freq_pooling!r}")
+        if time_pooling not in ("mean", "max", "meanmax"):
+            raise ValueError(
+                f"time_pooling must be 'mean', 'max' or 'meanmax', not {time_pooling!r}"
+            )
         self.sampling_rate = int(sampling_rate)
         self.n_fft = int(n_fft)
         self.win_length = int(win_length)
@@ -130,6 +144,8 @@ class LogMelCNNConfig(PretrainedConfig):
         self.channels = [int(c) for c in channels]
         self.freq_pooling = freq_pooling
         self.time_pooling = time_pooling
+        self.pool_freq_first = bool(pool_freq_first)
+        self.normalize_per_band = bool(normalize_per_band)
         self.active_db = None if active_db is None else float(active_db)
         self.dropout = float(dropout)
         self.mask_time_prob = float(mask_time_prob)
@@ -256,11 +272,14 @@ class LogMelCNNEncoder(nn.Module):
     def normalize(
         self, logmel: torch.Tensor, frame_mask: torch.Tensor, stats_mask: torch.Tensor
     ) -> torch.Tensor:
-        """Zero mean, unit variance over each clip's ``stats_mask`` frames and all mel bins."""
+        """Zero mean, unit variance over each clip's ``stats_mask`` frames (per mel band or
+        over all bands)."""
         stats = stats_mask[:, None, :]
-        count = stats.sum(dim=(1, 2), keepdim=True) * logmel.shape[1]
-        mean = (logmel * stats).sum(dim=(1, 2), keepdim=True) / count
-        var = ((logmel - mean).square() * stats).sum(dim=(1, 2), keepdim=True) / count
+        dims = (2,) if self.config.normalize_per_band else (1, 2)
+        bands = 1 if self.config.normalize_per_band else logmel.shape[1]
+        count = stats.sum(dim=dims, keepdim=True).clamp(min=1) * bands
+        mean = (logmel * stats).sum(dim=dims, keepdim=True) / count
+        var = ((logmel - mean).square() * stats).sum(dim=dims, keepdim=True) / count
         return (logmel - mean) / torch.sqrt(var + NORM_EPS) * frame_mask[:, None, :]
 
     def spec_augment(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
@@ -340,7 +359,7 @@ class LogMelCNNPreTrainedModel(PreTrainedModel):
 
 
 class LogMelCNNForAudioClassification(LogMelCNNPreTrainedModel):
-    """Log-mel 2-D CNN with a masked time average, mean/max over mel, dropout and a linear head."""
+    """Log-mel 2-D CNN, masked pooling over time and mel bins, dropout and a linear head."""
 
     def __init__(self, config: LogMelCNNConfig) -> None:
         super().__init__(config)
@@ -371,12 +390,10 @@ class LogMelCNNForAudioClassification(LogMelCNNPreTrainedModel):
         hidden, frame_mask, states = self.logmel_cnn(
             input_values, attention_mask, output_hidden_states=output_hidden_states
         )
-        mask = frame_mask[:, None, None, :].to(hidden.dtype)
-        if self.config.time_pooling == "max":  # as strong in a clip with much silence
-            pooled = hidden.masked_fill(mask == 0, float("-inf")).amax(-1)
+        if self.config.pool_freq_first:
+            pooled = self.pool_time(self.pool_freq(hidden, -2), frame_mask[:, None, :])
         else:
-            pooled = (hidden * mask).sum(-1) / mask.sum(-1)  # (batch, channels, mel)
-        pooled = pooled.amax(-1) if self.config.freq_pooling == "max" else pooled.mean(-1)
+            pooled = self.pool_freq(self.pool_time(hidden, frame_mask[:, None, None, :]), -1)
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
@@ -385,6 +402,18 @@ class LogMelCNNForAudioClassification(LogMelCNNPreTrainedModel):
             output: tuple[Any, ...] = (logits,) if states is None else (logits, states)
             return (loss, *output) if loss is not None else output
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=states)
+
+    def pool_freq(self, hidden: torch.Tensor, dim: int) -> torch.Tensor:
+        return hidden.amax(dim) if self.config.freq_pooling == "max" else hidden.mean(dim)
+
+    def pool_time(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Masked pooling over the last (time) axis; ``frame_mask`` broadcasts to ``hidden``."""
+        mask = frame_mask.to(hidden.dtype)
+        mean = (hidden * mask).sum(-1) / mask.sum(-1)
+        if self.config.time_pooling == "mean":
+            return mean
+        peak = hidden.masked_fill(mask == 0, float("-inf")).amax(-1)  # strong despite silence
+        return peak if self.config.time_pooling == "max" else peak + mean
 
 
 def _copy(tensor: torch.Tensor, value: torch.Tensor) -> None:
