@@ -79,8 +79,8 @@ class LogMelCNNConfig(PretrainedConfig):
             finds its pattern at whatever height a speaker's formants put it, where pooling
             time first compares each mel band's strongest moment.
         normalize_per_band: normalization statistics per mel band rather than over the whole
-            log-mel: subtracting each band's mean removes a recording's spectral tilt, which
-            varies with voice, microphone and room.
+            log-mel, which removes a recording's spectral tilt; on one-word clips a band's mean
+            is mostly the word's vowel, and held-out speakers fell to 0.62 (README, LOSO).
         active_db: normalization statistics come from the frames within this many dB of the
             clip's loudest (``None``: all frames), so the share of silence in a recording
             does not shift its features. 20 dB beat 10 dB on every held-out speaker of the
@@ -277,7 +277,7 @@ class LogMelCNNEncoder(nn.Module):
         stats = stats_mask[:, None, :]
         dims = (2,) if self.config.normalize_per_band else (1, 2)
         bands = 1 if self.config.normalize_per_band else logmel.shape[1]
-        count = stats.sum(dim=dims, keepdim=True).clamp(min=1) * bands
+        count = stats.sum(dim=dims, keepdim=True) * bands
         mean = (logmel * stats).sum(dim=dims, keepdim=True) / count
         var = ((logmel - mean).square() * stats).sum(dim=dims, keepdim=True) / count
         return (logmel - mean) / torch.sqrt(var + NORM_EPS) * frame_mask[:, None, :]
@@ -409,11 +409,16 @@ class LogMelCNNForAudioClassification(LogMelCNNPreTrainedModel):
     def pool_time(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """Masked pooling over the last (time) axis; ``frame_mask`` broadcasts to ``hidden``."""
         mask = frame_mask.to(hidden.dtype)
-        mean = (hidden * mask).sum(-1) / mask.sum(-1)
         if self.config.time_pooling == "mean":
-            return mean
-        peak = hidden.masked_fill(mask == 0, float("-inf")).amax(-1)  # strong despite silence
-        return peak if self.config.time_pooling == "max" else peak + mean
+            return _masked_mean(hidden, mask)
+        peak = hidden.masked_fill(mask == 0, float("-inf")).amax(-1)  # as strong despite silence
+        if self.config.time_pooling == "max":
+            return peak
+        return peak + _masked_mean(hidden, mask)
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (hidden * mask).sum(-1) / mask.sum(-1)
 
 
 def _copy(tensor: torch.Tensor, value: torch.Tensor) -> None:
